@@ -1,0 +1,166 @@
+"""The project's own consistency: the package is exactly what the notebooks export, exported names
+do not collide, the notebooks are committed executed, the pins agree, and CI runs the README's
+test command."""
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# ---------------------------------------------------------------- export in step
+
+def _nbdev_export_command():
+    exe = Path(sys.executable).with_name("nbdev-export")
+    found = str(exe) if exe.exists() else shutil.which("nbdev-export")
+    if found is None:
+        pytest.fail("nbdev-export is not installed: pip install -r requirements.txt")
+    return found
+
+
+def _tree(root: Path):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_nbdev_export_leaves_the_package_unchanged(repo, tmp_path):
+    "Export the committed notebooks into a copy of the repo: xlref/ must come out byte for byte the same."
+    work = tmp_path / "repo"
+    work.mkdir()
+    shutil.copy(repo / "pyproject.toml", work / "pyproject.toml")
+    shutil.copytree(repo / "notebooks", work / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(repo / "xlref", work / "xlref", ignore=shutil.ignore_patterns("__pycache__"))
+    before = {**_tree(work / "xlref"), "pyproject.toml": (work / "pyproject.toml").read_bytes()}
+    result = subprocess.run([_nbdev_export_command()], cwd=work, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    after = {**_tree(work / "xlref"), "pyproject.toml": (work / "pyproject.toml").read_bytes()}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"nbdev-export would change {changed}: run `nbdev-export` and commit, or fix the notebook"
+
+
+# ---------------------------------------------------------------- exported names
+
+def exported_names(source: str):
+    "(names in `__all__`, top-level definitions in order) of a module's source."
+    tree = ast.parse(source)
+    all_names, defined = [], []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.append(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == "__all__":
+                    all_names = list(ast.literal_eval(node.value))
+    return all_names, defined
+
+
+def name_collisions(modules: dict):
+    "Problems in {module name: source}: a name exported by two modules, or defined twice in one."
+    problems, owner = [], {}
+    for mod, source in sorted(modules.items()):
+        all_names, defined = exported_names(source)
+        for name in sorted({n for n in defined if defined.count(n) > 1}):
+            problems.append(f"{name} is defined {defined.count(name)} times in {mod}")
+        for name in all_names:
+            if name in owner:
+                problems.append(f"{name} is exported by both {owner[name]} and {mod}")
+            owner.setdefault(name, mod)
+    return problems
+
+
+def test_the_collision_check_catches_collisions():
+    assert name_collisions({"a": "__all__ = ['f']\ndef f(): pass", "b": "__all__ = ['f']\ndef f(): pass"}) == [
+        "f is exported by both a and b"]
+    assert name_collisions({"a": "__all__ = ['g']\ndef g(): pass\ndef g(): pass"}) == ["g is defined 2 times in a"]
+    assert name_collisions({"a": "__all__ = ['f']\ndef f(): pass", "b": "__all__ = ['g']\ndef g(): pass"}) == []
+
+
+def test_no_two_exported_definitions_share_a_name(repo):
+    modules = {p.stem: p.read_text() for p in sorted((repo / "xlref").glob("*.py")) if not p.name.startswith("_")}
+    assert "positions" in modules
+    assert name_collisions(modules) == []
+
+
+# ---------------------------------------------------------------- notebooks
+
+def notebooks(repo):
+    found = sorted((repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert found, "no notebooks found"
+    return found
+
+
+def test_notebooks_are_committed_executed_top_to_bottom(repo):
+    for path in notebooks(repo):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+        counts = [c.get("execution_count") for c in code]
+        assert None not in counts, f"{path.name}: some code cells were never run"
+        assert counts == list(range(1, len(code) + 1)), f"{path.name}: not run once, top to bottom ({counts})"
+        assert nb["metadata"]["kernelspec"]["name"] == "python3", f"{path.name}: kernel must be python3"
+
+
+def test_every_notebook_ends_by_checking_the_installed_package(repo):
+    for path in notebooks(repo):
+        code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        last = "".join(code[-1]["source"])
+        assert re.search(r"^\s*import xlref", last, re.M) and "assert" in last, (
+            f"{path.name}: the last code cell must import xlref and assert that it reproduces the notebook")
+
+
+def test_notebooks_do_not_use_absolute_paths(repo):
+    for path in notebooks(repo):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            assert "/work/" not in src and "/root/" not in src, f"{path.name}: machine-specific path in a cell"
+
+
+# ---------------------------------------------------------------- pins, README and CI
+
+def pins(lines):
+    found = {}
+    for line in lines:
+        line = line.split("#")[0].strip().lstrip("-").strip()
+        if line and not line.endswith(":") and re.match(r"^[A-Za-z0-9_.\-\[\]]+\s*[=<>!~]", line):
+            m = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;]+)$", line)
+            assert m, f"not pinned with ==: {line!r}"
+            found[m.group(1).lower().replace("_", "-")] = m.group(3)
+    return found
+
+
+def test_requirements_and_environment_pin_the_same_versions(repo):
+    req = pins((repo / "requirements.txt").read_text().splitlines())
+    env_text = (repo / "environment.yml").read_text()
+    pip_section = env_text.split("- pip:", 1)[1].splitlines()
+    env = pins(pip_section)
+    assert req["torch"] == "2.13.0"
+    assert "transformers" in req and req["transformers"] == "4.35.0"
+    assert req == env
+    assert re.search(r"^\s*-\s*python=3\.11\s*$", env_text, re.M)
+
+
+def readme_commands(repo):
+    "The shell commands in the README's fenced bash blocks, one per line."
+    text = (repo / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_the_two_commands(repo):
+    commands = readme_commands(repo)
+    read_along, test = commands[0], commands[1]
+    assert "requirements.txt" in read_along and "jupyter lab notebooks/00_index.ipynb" in read_along
+    assert "requirements.txt" in test and test.endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command(repo):
+    test_command = readme_commands(repo)[1]
+    ci = (repo / ".ci" / "run").read_text().splitlines()
+    assert test_command in [line.strip() for line in ci], ".ci/run must run the README's test command verbatim"
+
+
+def test_pytest_runs_the_notebooks_too(repo):
+    text = (repo / "pyproject.toml").read_text()
+    assert re.search(r'addopts = ".*--nbval', text) and '"notebooks"' in text
