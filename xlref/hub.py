@@ -171,7 +171,10 @@ class XLRefConfig:
     def from_pretrained(cls, pretrained_model_name_or_path, **overrides) -> "XLRefConfig":
         "Read `config.json` from a directory, a checkpoint xlref ships, or a hub id."
         folder = resolve_checkpoint(pretrained_model_name_or_path, files=[CONFIG_NAME])
-        return cls.from_dict(json.loads((folder / CONFIG_NAME).read_text()), **overrides)
+        if not (folder / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}")
+        config = cls.from_json_file(folder / CONFIG_NAME)
+        return cls.from_dict(config.to_dict(), **overrides) if overrides else config
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()
@@ -370,11 +373,13 @@ class XLRefPreTrainedModel(nn.Module):
         prefix = self.base_model_prefix + "." if self.base_model_prefix else ""
         has_prefix = any(k.startswith(prefix) for k in own) if prefix else False
         file_has_prefix = any(k.startswith(prefix) for k in state_dict) if prefix else False
+        head_only: list[str] = []
         if prefix and has_prefix and not file_has_prefix:      # base checkpoint -> head model
             state_dict = {prefix + k: v for k, v in state_dict.items()}
-        elif prefix and not has_prefix and file_has_prefix:    # head checkpoint -> base model
+        elif prefix and not has_prefix and file_has_prefix:    # head checkpoint -> base model: the head is not used
+            head_only = [k for k in state_dict if not k.startswith(prefix)]
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        unexpected = sorted(k for k in state_dict if k not in own)
+        unexpected = sorted([k for k in state_dict if k not in own] + head_only)
         for key, value in state_dict.items():
             if key in own and own[key].shape != value.shape:
                 raise ValueError(f"checkpoint key {key} has shape {tuple(value.shape)}, the model expects "

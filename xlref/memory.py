@@ -41,7 +41,7 @@ def update_mems(hids: list[torch.Tensor], mems: list[torch.Tensor] | None, *, me
 # %% ../notebooks/03_memory.ipynb #4d47db44
 def causal_can_attend(qlen: int, mlen: int, *, same_length: bool = False, mem_len: int | None = None,
                       device=None) -> torch.Tensor:
-    "(qlen, mlen + qlen) bool: query i may attend key j when j <= mlen + i; with `same_length`, also only when j > mlen + i - mem_len (every query sees `mem_len` keys once klen > mem_len)."
+    "(qlen, mlen + qlen) bool: query i may attend key j when j <= mlen + i; with `same_length`, also only when j > mlen + i - mem_len (each query sees min(mem_len, mlen + i + 1) keys)."
     _check_length("qlen", qlen)
     _check_length("mlen", mlen)
     i = torch.arange(qlen, device=device)[:, None]         # (qlen, 1)
