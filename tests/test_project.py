@@ -164,3 +164,13 @@ def test_ci_runs_the_readme_test_command(repo):
 def test_pytest_runs_the_notebooks_too(repo):
     text = (repo / "pyproject.toml").read_text()
     assert re.search(r'addopts = ".*--nbval', text) and '"notebooks"' in text
+
+
+def test_public_api_is_importable_from_the_package():
+    import xlref
+    built = ["TransfoXLConfig", "TransfoXLModel", "TransfoXLLMHeadModel", "TransfoXLForSequenceClassification",
+             "TransfoXLTokenizer", "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "XLNetTokenizer"]
+    for name in built:
+        assert name in xlref.__all__ and getattr(xlref, name).__module__.startswith("xlref."), name
+    assert all(hasattr(xlref, name) for name in xlref.__all__)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", xlref.__version__)
