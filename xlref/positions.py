@@ -141,7 +141,7 @@ def rel_shift(x: torch.Tensor) -> torch.Tensor:
     x_padded = x_padded.reshape(*lead, klen + 1, qlen)         # (..., klen + 1, qlen), same memory
     return x_padded[..., 1:, :].reshape(*lead, qlen, klen)     # (..., qlen, klen)
 
-# %% ../notebooks/02_rel_shift.ipynb #ab55f8f1
+# %% ../notebooks/02_rel_shift.ipynb #ce0d6230
 def rel_shift_bnij(x: torch.Tensor, *, klen: int) -> torch.Tensor:
     "XLNet's shift. x: (..., qlen, P) scores against distances klen, klen-1, ... (P = klen + qlen for 'bi', klen + 1 for 'uni'). Returns (..., qlen, klen) with out[..., i, j] = x[..., i, qlen + j - i]: exact everywhere for 'bi'; for 'uni' entries with j > klen - qlen + i are leftovers for the causal mask."
     if x.dim() < 2:
