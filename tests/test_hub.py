@@ -167,3 +167,38 @@ def test_wrong_config_class_and_output_access():
     assert out["last_hidden_state"] is out[0] is out.last_hidden_state
     with pytest.raises(KeyError, match="hidden_states"):
         out["hidden_states"]
+
+
+def test_more_refusals(tmp_path):
+    model = TransfoXLModel(tiny_transfo_xl()).eval()
+    with pytest.raises(TypeError, match="floating-point"):
+        model(inputs_embeds=torch.zeros(1, 2, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        model(inputs_embeds=torch.zeros(1, 0, 16))
+    with pytest.raises(ValueError, match="id2label"):
+        tiny_transfo_xl(id2label={})
+    with pytest.raises(ValueError, match="dropout"):
+        tiny_transfo_xl(dropout="0.1")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        model.save_pretrained(tmp_path / "a_file")
+    model.save_pretrained(tmp_path / "ok")
+    with pytest.raises(TypeError, match="either config= or config overrides"):
+        TransfoXLModel.from_pretrained(tmp_path / "ok", config=tiny_transfo_xl(), d_inner=8)
+    (tmp_path / "ok" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        TransfoXLModel.from_pretrained(tmp_path / "ok")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        TransfoXLConfig.from_pretrained(tmp_path / "ok")
+    tiny_transfo_xl().save_pretrained(tmp_path / "bad_bin")
+    torch.save([torch.zeros(2)], tmp_path / "bad_bin" / hub.WEIGHTS_NAME)
+    with pytest.raises(OSError, match="state dict of tensors"):
+        TransfoXLModel.from_pretrained(tmp_path / "bad_bin")
+
+
+def test_a_config_can_come_with_the_model_call(tmp_path):
+    model = TransfoXLModel(tiny_transfo_xl()).eval()
+    model.save_pretrained(tmp_path)
+    again = TransfoXLModel.from_pretrained(tmp_path, config=tiny_transfo_xl())
+    assert torch.equal(again.word_emb.emb_layers[0].weight, model.word_emb.emb_layers[0].weight)
+    assert TransfoXLModel.from_pretrained(tmp_path, mem_len=9).mem_len == 9

@@ -358,3 +358,23 @@ def test_mem_len_zero_matches_hf(div_val):
         a, b = ours(ids, labels=ids, output_attentions=True), theirs(ids, labels=ids, output_attentions=True)
     assert a.mems is None and b.mems is None
     compare_outputs(a, b, ["losses", "loss", "attentions"])
+
+
+def test_classification_label_errors():
+    clf = TransfoXLForSequenceClassification(tiny_transfo_xl(num_labels=3)).eval()
+    ids = torch.randint(1, 60, (2, 3))
+    with pytest.raises(ValueError, match=r"\[0, 2\] or be -100"):
+        clf(ids, labels=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"got \[7\]"):
+        clf(ids, labels=torch.tensor([-100, 7]))
+    assert clf(ids, labels=torch.tensor([-100, 1])).loss.isfinite()
+    with pytest.raises(ValueError, match="labels must have shape"):
+        clf(ids, labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\)"):
+        clf(ids, labels=torch.ones(2, 2))                 # multi-label needs one float per label
+
+
+def test_same_length_memory_cannot_be_reset_to_zero():
+    model = TransfoXLModel(tiny_transfo_xl(same_length=True, mem_len=3))
+    with pytest.raises(ValueError, match="same_length"):
+        model.reset_memory_length(0)

@@ -514,8 +514,9 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, 
         if labels.dtype.is_floating_point:
             raise TypeError(f"single-label classification needs integer labels, got {labels.dtype}")
         _check_labels(labels.view(-1), (logits.shape[0],))
-        if ((labels < 0) | (labels >= num_labels)).any() and not (labels == -100).any():
-            raise ValueError(f"labels must lie in [0, {num_labels - 1}], got values in [{int(labels.min())}, {int(labels.max())}]")
+        bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+        if bad.any():
+            raise ValueError(f"labels must lie in [0, {num_labels - 1}] or be -100 (ignored), got {labels[bad].tolist()}")
         return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
     _check_labels(labels, tuple(logits.shape))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
