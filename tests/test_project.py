@@ -169,7 +169,9 @@ def test_pytest_runs_the_notebooks_too(repo):
 def test_public_api_is_importable_from_the_package():
     import xlref
     built = ["TransfoXLConfig", "TransfoXLModel", "TransfoXLLMHeadModel", "TransfoXLForSequenceClassification",
-             "TransfoXLTokenizer", "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "XLNetTokenizer"]
+             "TransfoXLTokenizer", "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "XLNetTokenizer", "XLNetConfig",
+             "XLNetModel", "XLNetLMHeadModel", "XLNetForSequenceClassification", "XLNetForMultipleChoice",
+             "XLNetForTokenClassification", "XLNetForQuestionAnsweringSimple", "XLNetForQuestionAnswering"]
     for name in built:
         assert name in xlref.__all__ and getattr(xlref, name).__module__.startswith("xlref."), name
     assert all(hasattr(xlref, name) for name in xlref.__all__)
