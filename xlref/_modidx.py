@@ -88,6 +88,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'xlref.heads._AttentionPooling.forward': ('xlnet_heads.html#_attentionpooling.forward', 'xlref/heads.py'),
                              'xlref.heads._base_args': ('xlnet_heads.html#_base_args', 'xlref/heads.py'),
                              'xlref.heads._check_shape': ('xlnet_heads.html#_check_shape', 'xlref/heads.py'),
+                             'xlref.heads._cross_entropy': ('xlnet_heads.html#_cross_entropy', 'xlref/heads.py'),
                              'xlref.heads._mask_logits': ('xlnet_heads.html#_mask_logits', 'xlref/heads.py'),
                              'xlref.heads._pad_of': ('xlnet_heads.html#_pad_of', 'xlref/heads.py'),
                              'xlref.heads._positions': ('xlnet_heads.html#_positions', 'xlref/heads.py')},

@@ -44,6 +44,19 @@ def _check_shape(x: torch.Tensor, shape: tuple, name: str) -> None:
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
 
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100,
+                   name: str = "labels") -> torch.Tensor:
+    "Mean cross-entropy of logits (n, C) over the labels (n,) that count; 0 (attached to the graph) when none counts."
+    counted = labels != ignore_index
+    bad = counted & ((labels < 0) | (labels >= logits.shape[-1]))
+    if bad.any():
+        raise ValueError(f"{name} must lie in [0, {logits.shape[-1] - 1}] or be {ignore_index} (ignored), "
+                         f"got {labels[bad].tolist()}")
+    if not counted.any():
+        return logits.sum() * 0.0            # transformers 4.35 returns NaN here (a mean over nothing)
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+
 # %% ../notebooks/10_xlnet_heads.ipynb #e6313c9b
 @dataclasses.dataclass
 class XLNetLMHeadModelOutput(ModelOutput):
@@ -84,11 +97,11 @@ class XLNetLMHeadModel(XLNetPreTrainedModel):
         loss = None
         if labels is not None:
             _check_shape(labels, logits.shape[:2], "labels")
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            loss = _cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         result = XLNetLMHeadModelOutput(loss, logits, out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/10_xlnet_heads.ipynb #5d3ca0f3
+# %% ../notebooks/10_xlnet_heads.ipynb #34e743b9
 class _AttentionPooling(nn.Module):
     "summary_type='attn': a learned query attends over the sequence (zihangdai/xlnet summarize_sequence, residual=False)."
 
@@ -158,7 +171,7 @@ class XLNetSequenceSummary(nn.Module):
         output = self.activation(self.summary(output))
         return self.last_dropout(output)
 
-# %% ../notebooks/10_xlnet_heads.ipynb #cad0d428
+# %% ../notebooks/10_xlnet_heads.ipynb #bebaa022
 @dataclasses.dataclass
 class XLNetForSequenceClassificationOutput(ModelOutput):
     loss: torch.Tensor | None = None
@@ -202,7 +215,7 @@ class XLNetForSequenceClassification(XLNetPreTrainedModel):
         result = XLNetForSequenceClassificationOutput(loss, logits, out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/10_xlnet_heads.ipynb #9527376e
+# %% ../notebooks/10_xlnet_heads.ipynb #df93ec0e
 @dataclasses.dataclass
 class XLNetForMultipleChoiceOutput(XLNetForSequenceClassificationOutput):
     pass
@@ -242,11 +255,11 @@ class XLNetForMultipleChoice(XLNetPreTrainedModel):
         loss = None
         if labels is not None:
             _check_shape(labels.view(-1), (bsz,), "labels")
-            loss = F.cross_entropy(reshaped_logits, labels.view(-1))
+            loss = _cross_entropy(reshaped_logits, labels.view(-1))
         result = XLNetForMultipleChoiceOutput(loss, reshaped_logits, out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/10_xlnet_heads.ipynb #ce202455
+# %% ../notebooks/10_xlnet_heads.ipynb #3d05ea37
 @dataclasses.dataclass
 class XLNetForTokenClassificationOutput(XLNetForSequenceClassificationOutput):
     pass
@@ -272,11 +285,11 @@ class XLNetForTokenClassification(XLNetPreTrainedModel):
         loss = None
         if labels is not None:
             _check_shape(labels, logits.shape[:2], "labels")
-            loss = F.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
+            loss = _cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
         result = XLNetForTokenClassificationOutput(loss, logits, out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/10_xlnet_heads.ipynb #d66bb3db
+# %% ../notebooks/10_xlnet_heads.ipynb #bce2b897
 @dataclasses.dataclass
 class XLNetForQuestionAnsweringSimpleOutput(ModelOutput):
     loss: torch.Tensor | None = None
@@ -314,13 +327,13 @@ class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
             _check_shape(end_positions.reshape(-1), (bsz,), "end_positions")
             start = start_positions.reshape(-1).clamp(0, seq_len)
             end = end_positions.reshape(-1).clamp(0, seq_len)
-            total_loss = (F.cross_entropy(start_logits, start, ignore_index=seq_len) +
-                          F.cross_entropy(end_logits, end, ignore_index=seq_len)) / 2
+            total_loss = (_cross_entropy(start_logits, start, ignore_index=seq_len, name="start_positions") +
+                          _cross_entropy(end_logits, end, ignore_index=seq_len, name="end_positions")) / 2
         result = XLNetForQuestionAnsweringSimpleOutput(total_loss, start_logits.contiguous(), end_logits.contiguous(),
                                                        out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/10_xlnet_heads.ipynb #54b3da91
+# %% ../notebooks/10_xlnet_heads.ipynb #b7178568
 def _mask_logits(x: torch.Tensor, p_mask: torch.Tensor | None) -> torch.Tensor:
     "Logits where p_mask = 1 become -1e30 (-65500 in float16, which cannot hold 1e30), as transformers."
     if p_mask is None:
@@ -443,6 +456,9 @@ class XLNetForQuestionAnswering(XLNetPreTrainedModel):
                                                      attentions=out.attentions)
             return result if return_dict else result.to_tuple()
         # the beam: start_n_top starts, then end_n_top ends for each
+        if max(self.start_n_top, self.end_n_top) > slen:
+            raise ValueError(f"the beam needs start_n_top ({self.start_n_top}) and end_n_top ({self.end_n_top}) "
+                             f"<= the sequence length ({slen})")
         start_probs = torch.softmax(start_logits, dim=-1)                                    # (bsz, len)
         start_top_probs, start_top_index = torch.topk(start_probs, self.start_n_top, dim=-1)  # (bsz, k_s)
         start_states = hidden[torch.arange(bsz)[:, None], start_top_index]                   # (bsz, k_s, d)
