@@ -260,6 +260,16 @@ def test_hf_writes_into_labels_when_all_are_ignored():
     assert torch.all(labels == -100) and out.loss.item() == 0.0 and torch.all(out.losses == 0)
 
 
+def test_classifier_with_every_label_ignored_gives_zero_where_transformers_gives_nan():
+    config = tiny_transfo_xl(num_labels=2)
+    ours, theirs = twin(TransfoXLForSequenceClassification, transformers.TransfoXLForSequenceClassification, config)
+    ids, labels = torch.randint(1, 60, (2, 4)), torch.full((2,), -100)
+    assert torch.isnan(theirs(ids, labels=labels).loss)
+    loss = ours(ids, labels=labels).loss
+    loss.backward()
+    assert loss.item() == 0.0 and all(torch.all(p.grad == 0) for p in ours.parameters() if p.grad is not None)
+
+
 def test_hf_classifier_crashes_when_d_embed_differs_from_d_model():
     config = tiny_transfo_xl(d_embed=12, num_labels=2)
     theirs = quiet(transformers.TransfoXLForSequenceClassification, hf_transfo_xl_config(config)).eval()

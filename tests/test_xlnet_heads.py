@@ -262,7 +262,7 @@ def test_qa_masks_stay_finite_in_half_precision(dtype):
     assert (masked[1, [1, 3]] < -6e4).all()
 
 
-@pytest.mark.parametrize("head", ["lm", "mc", "tok", "qa_simple"])
+@pytest.mark.parametrize("head", ["lm", "mc", "tok", "qa_simple", "seq"])
 def test_no_counted_label_gives_zero_loss_where_transformers_gives_nan(head):
     "PyTorch's mean over no element is NaN, so 4.35 returns a NaN loss; xlref returns 0 with zero gradients."
     ours, theirs = xlnet_twin(*HEADS[head], tiny_xlnet(num_labels=2))
