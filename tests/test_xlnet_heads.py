@@ -284,3 +284,20 @@ def test_labels_out_of_range_are_refused(head):
     labels = {"lm": torch.full((2, 6), VOCAB), "mc": torch.tensor([0, 3]), "tok": torch.full((2, 6), 2)}[head]
     with pytest.raises(ValueError, match=r"labels must lie in \[0, "):
         model(ids, labels=labels)
+
+
+@pytest.mark.parametrize("safe", [True, False])
+@pytest.mark.parametrize("head", ["seq", "mc", "tok", "qa_simple", "qa"])
+def test_every_head_checkpoint_exchanges_with_transformers(tmp_path, head, safe):
+    "4.35 saves, xlref loads (and back), in safetensors and .bin; outputs equal, no key missing or unexpected."
+    ours, theirs = xlnet_twin(*HEADS[head], tiny_xlnet(num_labels=2, summary_type="mean", start_n_top=2, end_n_top=2))
+    quiet(theirs.save_pretrained, tmp_path / "hf", safe_serialization=safe)
+    loaded = HEADS[head][0].from_pretrained(tmp_path / "hf").eval()
+    assert sorted(loaded.state_dict()) == sorted(theirs.state_dict())
+    loaded.save_pretrained(tmp_path / "ours", safe_serialization=safe)
+    back, info = quiet(HEADS[head][1].from_pretrained, tmp_path / "ours", output_loading_info=True)
+    assert not any(info.values()), info
+    ids = IDS[:, None].repeat(1, 3, 1) if head == "mc" else IDS
+    with torch.no_grad():
+        assert_same(loaded(ids).to_tuple(), theirs(ids).to_tuple())
+        assert_same(back.eval()(ids).to_tuple(), theirs(ids).to_tuple())
