@@ -301,3 +301,16 @@ def test_every_head_checkpoint_exchanges_with_transformers(tmp_path, head, safe)
     with torch.no_grad():
         assert_same(loaded(ids).to_tuple(), theirs(ids).to_tuple())
         assert_same(back.eval()(ids).to_tuple(), theirs(ids).to_tuple())
+
+
+def test_qa_top_log_probs_hold_probabilities_as_in_transformers():
+    "4.35 names the beam's scores *_top_log_probs but fills them with softmax probabilities; xlref keeps both for parity."
+    ours, theirs = xlnet_twin(XLNetForQuestionAnswering, hf_xlnet.XLNetForQuestionAnswering,
+                              tiny_xlnet(start_n_top=3, end_n_top=2))
+    with torch.no_grad():
+        o, t = ours(IDS), theirs(IDS)
+        start_logits = ours.start_logits(ours.transformer(IDS).last_hidden_state)
+    expected = torch.softmax(start_logits, -1).topk(3, dim=-1).values
+    torch.testing.assert_close(t.start_top_log_probs, expected, **TOL)        # probabilities, in 4.35 ...
+    torch.testing.assert_close(o.start_top_log_probs, expected, **TOL)        # ... and in xlref
+    assert (o.end_top_log_probs > 0).all() and (o.end_top_log_probs <= 1).all()
