@@ -176,3 +176,18 @@ def test_public_api_is_importable_from_the_package():
         assert name in xlref.__all__ and getattr(xlref, name).__module__.startswith("xlref."), name
     assert all(hasattr(xlref, name) for name in xlref.__all__)
     assert re.fullmatch(r"\d+\.\d+\.\d+", xlref.__version__)
+
+
+def test_readme_defect_table_names_tests_that_exist(repo):
+    "Every test the README's defect table cites exists (a renamed test must not leave a dangling citation)."
+    readme = (repo / "README.md").read_text()
+    table = readme.split("## Defects of the references, pinned")[1].split("\n## ")[0]
+    cited, current = [], None
+    for cell in re.findall(r"`([^`]*::[^`]*)`", table):
+        path, name = cell.split("::")
+        current = path or current
+        cited.append((current, name))
+    assert len(cited) >= 10
+    for path, name in cited:
+        source = (repo / "tests" / path).read_text()
+        assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"README cites {path}::{name}, which does not exist"
