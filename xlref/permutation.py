@@ -1,7 +1,9 @@
 """Factorization orders, how one order becomes a `perm_mask` over a sequence left in place, `target_mapping`, and partial prediction: the inputs XLNet's pretraining feeds the model.
 
 The permutation language modeling objective of Yang et al. (2019), *XLNet*, sections 2.2 and 2.3
-("partial prediction"), and the masks built by zihangdai/xlnet's `_local_perm` (`data_utils.py`).
+("partial prediction"), and the shape of the masks that zihangdai/xlnet's `_local_perm`
+(`data_utils.py`) builds once the targets are chosen. How the original *chooses* its targets
+(n-gram spans drawn by `_sample_mask` before any order exists) is not reproduced.
 Defined in `notebooks/07_permutation.ipynb`; the model that consumes these masks is in
 `notebooks/08_two_stream.ipynb` and `notebooks/09_xlnet.ipynb`."""
 
@@ -27,10 +29,11 @@ def _ranks(order: torch.Tensor) -> torch.Tensor:
     "rank[..., j]: the place of position j in the order (the inverse permutation)."
     if order.dim() not in (1, 2):
         raise ValueError(f"order must be (len,) or (bsz, len), got shape {tuple(order.shape)}")
-    if not torch.equal(order.sort(dim=-1).values, torch.arange(order.shape[-1]).expand_as(order)):
+    places = torch.arange(order.shape[-1], device=order.device).expand_as(order)   # (..., len), on order's device
+    if not torch.equal(order.sort(dim=-1).values, places):
         raise ValueError(f"order must be a permutation of 0..{order.shape[-1] - 1}, got {order.tolist()}")
     ranks = torch.empty_like(order)
-    ranks.scatter_(-1, order, torch.arange(order.shape[-1]).expand_as(order).contiguous())
+    ranks.scatter_(-1, order, places.contiguous())                                 # ranks[order[k]] = k
     return ranks
 
 
@@ -52,7 +55,15 @@ def target_mapping_from_positions(positions: torch.Tensor, seq_len: int) -> torc
 
 # %% ../notebooks/07_permutation.ipynb #24040e91
 def partial_prediction_inputs(order: torch.Tensor, *, num_predict: int):
-    "(perm_mask, target_mapping) for predicting the last num_predict tokens of each order (bsz, len): context tokens see each other fully, targets follow the order; target_mapping rows in order of prediction."
+    """(perm_mask, target_mapping) for predicting the last num_predict tokens of each order (bsz, len).
+
+    Context tokens see each other fully and no target; a target sees the context and the targets
+    before it in the order, never itself. target_mapping rows come in order of prediction.
+    With num_predict == len and no memory, the first target of each order has every key blocked.
+    The model then attends uniformly to every key, its own token included (as transformers 4.35
+    and the original do), so that one prediction sees its answer (notebook 08). Keep
+    num_predict < len, or pass memory, when that matters.
+    """
     if order.dim() == 1:
         order = order[None]
     seq_len = order.shape[-1]
@@ -63,5 +74,5 @@ def partial_prediction_inputs(order: torch.Tensor, *, num_predict: int):
     key_rank = torch.where(is_target, rank, -1)                                # context keys: before everyone
     query_rank = torch.where(is_target, rank, 0)                               # context queries: before every target
     perm_mask = is_target[:, None, :] & (key_rank[:, None, :] >= query_rank[:, :, None])  # (bsz, i, j)
-    targets = order[:, seq_len - num_predict:]                                 # (bsz, K) in order of prediction
+    targets = order[:, seq_len - num_predict:]                                 # (bsz, num_predict) in order of prediction
     return perm_mask.float(), target_mapping_from_positions(targets, seq_len)
