@@ -3,7 +3,7 @@ exchange, attention pooling (no reference: HF raises NotImplementedError), and l
 import pytest
 import torch
 
-from _hf import TOL, quiet
+from _hf import TOL, quiet, randomize
 from test_xlnet import VOCAB, assert_same, hf_xlnet, tiny_xlnet, xlnet_twin
 from xlref.heads import (XLNetForMultipleChoice, XLNetForQuestionAnswering, XLNetForQuestionAnsweringSimple,
                          XLNetForSequenceClassification, XLNetForTokenClassification, XLNetLMHeadModel)
@@ -314,3 +314,51 @@ def test_qa_top_log_probs_hold_probabilities_as_in_transformers():
     torch.testing.assert_close(t.start_top_log_probs, expected, **TOL)        # probabilities, in 4.35 ...
     torch.testing.assert_close(o.start_top_log_probs, expected, **TOL)        # ... and in xlref
     assert (o.end_top_log_probs > 0).all() and (o.end_top_log_probs <= 1).all()
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 9999), start_n_top=st.integers(1, 4), end_n_top=st.integers(1, 4), bsz=st.integers(1, 3))
+def test_qa_beam_spans_pairs_each_start_with_its_own_ends(seed, start_n_top, end_n_top, bsz):
+    "4.35 flattens the beam end-rank major; qa_beam_spans regroups it so [b, i, j] = (i-th start, its j-th end)."
+    from xlref.heads import qa_beam_spans
+    model = XLNetForQuestionAnswering(tiny_xlnet(start_n_top=start_n_top, end_n_top=end_n_top)).eval()
+    randomize(model, seed, std=0.3)
+    ids = torch.randint(1, VOCAB, (bsz, 6), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        out = model(ids)
+        hidden = model.transformer(ids).last_hidden_state
+        starts, ends, prob = qa_beam_spans(out, start_n_top, end_n_top)
+        assert starts.shape == ends.shape == prob.shape == (bsz, start_n_top, end_n_top)
+        for i in range(start_n_top):
+            end_probs = torch.softmax(model.end_logits(hidden, start_positions=out.start_top_index[:, i]), -1)
+            top = end_probs.topk(end_n_top, dim=-1)
+            assert torch.equal(ends[:, i], top.indices) and torch.equal(starts[:, i, 0], out.start_top_index[:, i])
+            torch.testing.assert_close(prob[:, i], out.start_top_log_probs[:, i, None] * top.values, **TOL)
+
+
+def test_transformers_squad_metrics_reads_the_beam_start_major_but_the_model_writes_it_end_major():
+    "4.35's compute_predictions_log_probs pairs start i with end_top_index[i * end_n_top + j]: the original's layout."
+    import inspect as _inspect
+
+    from transformers.data.metrics import squad_metrics
+    from xlref.heads import qa_beam_spans
+    assert "j_index = i * end_n_top + j" in _inspect.getsource(squad_metrics.compute_predictions_log_probs)
+    ours, theirs = xlnet_twin(XLNetForQuestionAnswering, hf_xlnet.XLNetForQuestionAnswering,
+                              tiny_xlnet(start_n_top=3, end_n_top=2))
+    with torch.no_grad():
+        t = theirs(IDS)
+    _, ends, _ = qa_beam_spans(t, 3, 2)                                    # the model's true pairing
+    read = t.end_top_index[:, [i * 2 + j for i in range(3) for j in range(2)]].view(2, 3, 2)
+    assert not torch.equal(read, ends)
+    with pytest.raises(ValueError, match="no beam"):
+        qa_beam_spans(quiet(theirs, IDS, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([2, 3])), 3, 2)
+
+
+def test_simple_qa_refuses_negative_positions_that_transformers_clamps_to_zero():
+    ours, theirs = xlnet_twin(XLNetForQuestionAnsweringSimple, hf_xlnet.XLNetForQuestionAnsweringSimple, tiny_xlnet())
+    neg = dict(start_positions=torch.tensor([-1, 2]), end_positions=torch.tensor([3, 4]))
+    zero = dict(start_positions=torch.tensor([0, 2]), end_positions=torch.tensor([3, 4]))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(IDS, **neg).loss, theirs(IDS, **zero).loss)   # -1 trained as position 0
+    with pytest.raises(ValueError, match="start_positions must be integer positions >= 0"):
+        ours(IDS, **neg)

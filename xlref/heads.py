@@ -1,7 +1,7 @@
 """The task heads on top of `XLNetModel`: the tied language-model head, sequence summary (every `summary_type`, `attn` included), sequence classification, multiple choice, token classification, and both question-answering heads; each checked against transformers 4.35 and trained on a small task that shows it learns.
 
-The fine-tuning heads of Yang et al. (2019), *XLNet*, section 3 and appendix A.3, as
-zihangdai/xlnet (`summarize_sequence`, `run_squad.py`) and transformers 4.35
+The pretraining and fine-tuning heads of Yang et al. (2019), *XLNet*, as zihangdai/xlnet
+(`modeling.summarize_sequence`, `function_builder.get_qa_outputs`, `get_race_loss`) and transformers 4.35
 (`XLNetLMHeadModel`, `XLNetFor*`, `SequenceSummary`, `PoolerStartLogits`, `PoolerEndLogits`,
 `PoolerAnswerClass`) define them, with the same state-dict keys and forward signatures. Defined in
 `notebooks/10_xlnet_heads.ipynb`; the network is in `notebooks/09_xlnet.ipynb`."""
@@ -26,7 +26,7 @@ __all__ = ['XLNetLMHeadModelOutput', 'XLNetLMHeadModel', 'XLNetSequenceSummary',
            'XLNetForSequenceClassification', 'XLNetForMultipleChoiceOutput', 'XLNetForMultipleChoice',
            'XLNetForTokenClassificationOutput', 'XLNetForTokenClassification', 'XLNetForQuestionAnsweringSimpleOutput',
            'XLNetForQuestionAnsweringSimple', 'XLNetPoolerStartLogits', 'XLNetPoolerEndLogits',
-           'XLNetPoolerAnswerClass', 'XLNetForQuestionAnsweringOutput', 'XLNetForQuestionAnswering']
+           'XLNetPoolerAnswerClass', 'XLNetForQuestionAnsweringOutput', 'XLNetForQuestionAnswering', 'qa_beam_spans']
 
 # %% ../notebooks/10_xlnet_heads.ipynb #a324aba7
 _BASE_ARGS = ("attention_mask", "mems", "perm_mask", "target_mapping", "token_type_ids", "input_mask", "head_mask",
@@ -54,13 +54,13 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: 
         raise ValueError(f"{name} must lie in [0, {logits.shape[-1] - 1}] or be {ignore_index} (ignored), "
                          f"got {labels[bad].tolist()}")
     if not counted.any():
-        return logits.sum() * 0.0            # transformers 4.35 returns NaN here (a mean over nothing)
+        return logits.sum() * 0.0 + 0.0      # + 0.0 turns -0.0 into 0.0; transformers 4.35 returns NaN here
     return F.cross_entropy(logits, labels, ignore_index=ignore_index)
 
 # %% ../notebooks/10_xlnet_heads.ipynb #e6313c9b
 @dataclasses.dataclass
 class XLNetLMHeadModelOutput(ModelOutput):
-    "Output of XLNetLMHeadModel (field names as transformers'): logits (bsz, num_predict, vocab)."
+    "Output of XLNetLMHeadModel (field names as transformers'): logits (bsz, num_predict, vocab), or (bsz, len, vocab) without target_mapping."
     loss: torch.Tensor | None = None
     logits: torch.Tensor = None
     mems: list[torch.Tensor] | None = None
@@ -316,7 +316,7 @@ class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
                 token_type_ids=None, input_mask=None, head_mask=None, inputs_embeds=None, start_positions=None,
                 end_positions=None, use_mems=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 **kwargs):
-        "start_positions, end_positions (bsz,); positions outside the sequence are ignored by the loss."
+        "start_positions, end_positions (bsz,); positions >= len are ignored by the loss, negative ones refused."
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         out = self.transformer(input_ids, return_dict=True, **_base_args(locals()), **kwargs)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)  # (bsz, len) each
@@ -325,6 +325,9 @@ class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
             bsz, seq_len = start_logits.shape
             _check_shape(start_positions.reshape(-1), (bsz,), "start_positions")
             _check_shape(end_positions.reshape(-1), (bsz,), "end_positions")
+            for name, pos in (("start_positions", start_positions), ("end_positions", end_positions)):
+                if pos.dtype.is_floating_point or bool((pos < 0).any()):
+                    raise ValueError(f"{name} must be integer positions >= 0 (>= len: ignored), got {pos.reshape(-1).tolist()}")
             start = start_positions.reshape(-1).clamp(0, seq_len)
             end = end_positions.reshape(-1).clamp(0, seq_len)
             total_loss = (_cross_entropy(start_logits, start, ignore_index=seq_len, name="start_positions") +
@@ -475,3 +478,19 @@ class XLNetForQuestionAnswering(XLNetPreTrainedModel):
         result = XLNetForQuestionAnsweringOutput(None, start_top_probs, start_top_index, end_top_probs, end_top_index,
                                                  cls_logits, out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
+
+# %% ../notebooks/10_xlnet_heads.ipynb #68f7ad14
+def qa_beam_spans(output: XLNetForQuestionAnsweringOutput, start_n_top: int, end_n_top: int):
+    "The QA beam as (start_index, end_index, prob), each (bsz, start_n_top, end_n_top): [b, i, j] is the i-th best start, its j-th best end, and p(start) p(end | start)."
+    if output.start_top_index is None or output.end_top_index is None:
+        raise ValueError("the output holds no beam: it comes from a training call (start_positions given)")
+    bsz = output.start_top_index.shape[0]
+    if tuple(output.start_top_index.shape) != (bsz, start_n_top) or \
+            tuple(output.end_top_index.shape) != (bsz, start_n_top * end_n_top):
+        raise ValueError(f"a beam of start_n_top={start_n_top}, end_n_top={end_n_top} needs start_top_index "
+                         f"(bsz, {start_n_top}) and end_top_index (bsz, {start_n_top * end_n_top}), got "
+                         f"{tuple(output.start_top_index.shape)} and {tuple(output.end_top_index.shape)}")
+    regroup = lambda x: x.view(bsz, end_n_top, start_n_top).transpose(1, 2)  # (end rank, start rank) -> (start, end)
+    end_index, end_prob = regroup(output.end_top_index), regroup(output.end_top_log_probs)
+    start_index = output.start_top_index[:, :, None].expand(-1, -1, end_n_top)
+    return start_index, end_index, output.start_top_log_probs[:, :, None] * end_prob

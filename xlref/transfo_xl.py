@@ -518,7 +518,7 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, 
         if bad.any():
             raise ValueError(f"labels must lie in [0, {num_labels - 1}] or be -100 (ignored), got {labels[bad].tolist()}")
         if bool((labels == -100).all()):
-            return logits.sum() * 0.0        # no label counts: 0, not 4.35's NaN (a mean over nothing)
+            return logits.sum() * 0.0 + 0.0  # no label counts: 0 (+ 0.0 makes -0.0 positive), not 4.35's NaN
         return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
     _check_labels(labels, tuple(logits.shape))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
