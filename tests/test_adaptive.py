@@ -63,10 +63,12 @@ def test_hf_losses_come_back_grouped_by_cluster():
     assert not torch.allclose(grouped, in_order)
 
 
-def test_hf_log_prob_crashes_with_tail_clusters():
+@pytest.mark.parametrize("n_rows, error", [(5, RuntimeError), (20, IndexError)])
+def test_hf_log_prob_crashes_with_tail_clusters(n_rows, error):
+    "(N,) added to (N, 20) fails unless N is 20 (or 1); then out[:, start, stop] (a comma for a colon) fails."
     theirs = HFCrit(40, 8, 8, [10, 30])
-    with pytest.raises(RuntimeError):
-        theirs.log_prob(torch.randn(5, 8))
+    with pytest.raises(error):
+        theirs.log_prob(torch.randn(n_rows, 8))
     ours = ProjectedAdaptiveLogSoftmax(40, 8, 8, [10, 30])
     torch.testing.assert_close(ours.log_prob(torch.randn(5, 8)).exp().sum(-1), torch.ones(5), **TOL)
 
