@@ -370,7 +370,8 @@ class XLNetPoolerEndLogits(nn.Module):
         "hidden_states (bsz, len, d) or (bsz, len, k, d); start_states alike, or start_positions (bsz,)."
         if start_positions is not None:
             bsz, slen, hsz = hidden_states.shape
-            start_states = hidden_states[torch.arange(bsz), start_positions][:, None].expand(-1, slen, -1)  # (bsz, len, d)
+            rows = torch.arange(bsz, device=hidden_states.device)
+            start_states = hidden_states[rows, start_positions][:, None].expand(-1, slen, -1)  # (bsz, len, d)
         if start_states is None:
             raise ValueError("pass start_states or start_positions")
         x = self.LayerNorm(self.activation(self.dense_0(torch.cat([hidden_states, start_states], dim=-1))))
@@ -464,7 +465,7 @@ class XLNetForQuestionAnswering(XLNetPreTrainedModel):
                              f"<= the sequence length ({slen})")
         start_probs = torch.softmax(start_logits, dim=-1)                                    # (bsz, len)
         start_top_probs, start_top_index = torch.topk(start_probs, self.start_n_top, dim=-1)  # (bsz, k_s)
-        start_states = hidden[torch.arange(bsz)[:, None], start_top_index]                   # (bsz, k_s, d)
+        start_states = hidden[torch.arange(bsz, device=hidden.device)[:, None], start_top_index]  # (bsz, k_s, d)
         start_states = start_states[:, None].expand(-1, slen, -1, -1)                        # (bsz, len, k_s, d)
         hidden_expanded = hidden[:, :, None].expand_as(start_states)                         # (bsz, len, k_s, d)
         end_logits = self.end_logits(hidden_expanded, start_states=start_states,
