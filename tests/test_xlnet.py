@@ -217,6 +217,30 @@ def test_query_stream_is_blind_to_its_target_and_later_tokens(qlen, seed, mlen):
     assert not torch.allclose(content_a[0, order[k]], content_b[0, order[k]])  # the content stream sees its token
 
 
+
+def test_a_query_row_with_every_key_blocked_averages_all_keys_and_leaks_its_token_as_4_35():
+    "The first target of an order, without memory, sees no key: uniform attention over all keys, its own included."
+    ours, theirs = xlnet_twin(XLNetModel, hf_xlnet.XLNetModel, tiny_xlnet(mem_len=None))
+    order = torch.tensor([2, 0, 3, 1])
+    perm = perm_mask_from_order(order)[None]                                     # row 2 blocks every key
+    tm = F.one_hot(torch.tensor([[2]]), 4).float()                               # predict position 2
+    ids = torch.tensor([[5, 6, 7, 8]])
+    changed = ids.clone(); changed[0, 2] = 9
+    with torch.no_grad():
+        outs = [m(x, perm_mask=perm, target_mapping=tm, output_attentions=True) for m in (ours, theirs) for x in (ids, changed)]
+    assert_same(outs[0].to_tuple(), outs[2].to_tuple())
+    assert_same(outs[1].to_tuple(), outs[3].to_tuple())
+    query_prob = outs[0].attentions[0][1][0, :, 2]                                # layer 0, query stream, row 2
+    torch.testing.assert_close(query_prob, torch.full_like(query_prob, 0.25))
+    assert not torch.allclose(outs[0].last_hidden_state, outs[1].last_hidden_state)  # the token leaks
+
+
+def test_masks_are_built_on_the_device_of_their_inputs():
+    "The causal part follows pad/perm's device when no device is given (meta stands in for a GPU)."
+    perm = torch.zeros(1, 3, 3, dtype=torch.bool, device="meta")
+    content, query = xlnet_can_attend(qlen=3, mlen=2, attn_type="uni", perm=perm)
+    assert content.device.type == query.device.type == "meta" and tuple(query.shape) == (1, 3, 5)
+
 @settings(max_examples=20)
 @given(qlen=st.integers(1, 6), n_pad=st.integers(1, 4), convention=st.sampled_from(["attention_mask", "input_mask"]),
        segments=st.booleans(), seed=st.integers(0, 9999))

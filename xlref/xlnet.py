@@ -57,7 +57,7 @@ class XLNetConfig(XLRefConfig):
         initializer_range=0.02,      # std of the normal initialisation
         layer_norm_eps=1e-12,
         dropout=0.1,
-        mem_len=512,                 # positions kept in memory per layer (None or 0: all)
+        mem_len=512,                 # positions kept in memory per layer (None or 0: all, as transformers)
         reuse_len=None,              # only the first reuse_len positions of a segment go to memory
         use_mems_eval=True,          # forward returns new mems by default in eval mode
         use_mems_train=False,        # ... and in train mode
@@ -195,6 +195,8 @@ class XLNetRelativeAttention(nn.Module):
 def xlnet_can_attend(*, qlen: int, mlen: int, attn_type: str = "bi", same_length: bool = False,
                      pad: torch.Tensor | None = None, perm: torch.Tensor | None = None, device=None):
     "(content_can_attend, query_can_attend), bool (bsz or 1, qlen, mlen + qlen), or (None, None) when every query may see every key. pad: (bsz, qlen) True = padding; perm: (bsz, qlen, qlen) True = i may not see j."
+    if device is None:                                                            # build on the masks' device
+        device = next((x.device for x in (pad, perm) if x is not None), None)
     blocked = None
     if attn_type == "uni":
         causal = causal_can_attend(qlen, mlen, same_length=same_length, mem_len=mlen + 1, device=device)  # (qlen, klen)
