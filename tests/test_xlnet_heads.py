@@ -350,6 +350,8 @@ def test_transformers_squad_metrics_reads_the_beam_start_major_but_the_model_wri
     _, ends, _ = qa_beam_spans(t, 3, 2)                                    # the model's true pairing
     read = t.end_top_index[:, [i * 2 + j for i in range(3) for j in range(2)]].view(2, 3, 2)
     assert not torch.equal(read, ends)
+    with pytest.raises(ValueError, match="a beam of start_n_top=2, end_n_top=2 needs"):
+        qa_beam_spans(t, 2, 2)                                               # not the model's beam size
     with pytest.raises(ValueError, match="no beam"):
         qa_beam_spans(quiet(theirs, IDS, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([2, 3])), 3, 2)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hub import ModelOutput
-from .transfo_xl import sequence_classification_loss
+from .transfo_xl import _check_shape, _cross_entropy, sequence_classification_loss
 from .xlnet import _ACTIVATIONS, XLNetConfig, XLNetModel, XLNetPreTrainedModel
 
 # %% auto #0
@@ -36,26 +36,6 @@ _BASE_ARGS = ("attention_mask", "mems", "perm_mask", "target_mapping", "token_ty
 def _base_args(arguments: dict) -> dict:
     "The XLNetModel keyword arguments among a head's forward arguments (pass locals())."
     return {name: arguments[name] for name in _BASE_ARGS}
-
-
-def _check_shape(x: torch.Tensor, shape: tuple, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
-    if tuple(x.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
-
-
-def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100,
-                   name: str = "labels") -> torch.Tensor:
-    "Mean cross-entropy of logits (n, C) over the labels (n,) that count; 0 (attached to the graph) when none counts."
-    counted = labels != ignore_index
-    bad = counted & ((labels < 0) | (labels >= logits.shape[-1]))
-    if bad.any():
-        raise ValueError(f"{name} must lie in [0, {logits.shape[-1] - 1}] or be {ignore_index} (ignored), "
-                         f"got {labels[bad].tolist()}")
-    if not counted.any():
-        return logits.sum() * 0.0 + 0.0      # + 0.0 turns -0.0 into 0.0; transformers 4.35 returns NaN here
-    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
 
 # %% ../notebooks/10_xlnet_heads.ipynb #e6313c9b
 @dataclasses.dataclass

@@ -422,11 +422,25 @@ class TransfoXLLMHeadModelOutput(ModelOutput):
         return self.prediction_scores
 
 
-def _check_labels(labels: torch.Tensor, shape: tuple[int, ...], name: str = "labels") -> None:
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(labels).__name__}")
-    if tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(labels.shape)}")
+def _check_shape(x: torch.Tensor, shape: tuple[int, ...], name: str = "labels") -> None:
+    "A clear error unless x is a tensor of this shape (labels here; the XLNet heads use it for their inputs too)."
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100,
+                   name: str = "labels") -> torch.Tensor:
+    "Mean cross-entropy of logits (n, C) over the labels (n,) that count; 0 (attached to the graph) when none counts."
+    counted = labels != ignore_index
+    bad = counted & ((labels < 0) | (labels >= logits.shape[-1]))
+    if bad.any():
+        raise ValueError(f"{name} must lie in [0, {logits.shape[-1] - 1}] or be {ignore_index} (ignored), "
+                         f"got {labels[bad].tolist()}")
+    if not counted.any():
+        return logits.sum() * 0.0 + 0.0      # + 0.0 turns -0.0 into 0.0; transformers 4.35 returns NaN here
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
 
 
 class TransfoXLLMHeadModel(TransfoXLPreTrainedModel):
@@ -479,7 +493,7 @@ class TransfoXLLMHeadModel(TransfoXLPreTrainedModel):
         if labels is None:
             prediction_scores = self.crit.log_prob(hidden)                   # (bsz, len, vocab)
         else:
-            _check_labels(labels, (bsz, tgt_len))
+            _check_shape(labels, (bsz, tgt_len))
             losses = self.crit(hidden, labels).view(bsz, tgt_len - 1)        # (bsz, len - 1), in order
             n_valid = (labels[:, 1:] != -100).sum()
             loss = losses.sum() / n_valid.clamp(min=1)
@@ -513,14 +527,9 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, 
     if problem_type == "single_label_classification":
         if labels.dtype.is_floating_point:
             raise TypeError(f"single-label classification needs integer labels, got {labels.dtype}")
-        _check_labels(labels.view(-1), (logits.shape[0],))
-        bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
-        if bad.any():
-            raise ValueError(f"labels must lie in [0, {num_labels - 1}] or be -100 (ignored), got {labels[bad].tolist()}")
-        if bool((labels == -100).all()):
-            return logits.sum() * 0.0 + 0.0  # no label counts: 0 (+ 0.0 makes -0.0 positive), not 4.35's NaN
-        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-    _check_labels(labels, tuple(logits.shape))
+        _check_shape(labels.view(-1), (logits.shape[0],))
+        return _cross_entropy(logits.view(-1, num_labels), labels.view(-1))   # all -100: 0, not 4.35's NaN
+    _check_shape(labels, tuple(logits.shape))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
