@@ -87,7 +87,7 @@ def test_no_two_exported_definitions_share_a_name(repo):
 # ---------------------------------------------------------------- notebooks
 
 def notebooks(repo):
-    found = sorted((repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    found = sorted((repo / "notebooks").glob("[0-9][0-9]*_*.ipynb"))   # 04a sits between 04 and 05
     assert found, "no notebooks found"
     return found
 
@@ -108,6 +108,12 @@ def test_every_notebook_ends_by_checking_the_installed_package(repo):
         last = "".join(code[-1]["source"])
         assert re.search(r"^\s*import xlref", last, re.M) and "assert" in last, (
             f"{path.name}: the last code cell must import xlref and assert that it reproduces the notebook")
+
+
+def test_no_notebook_is_left_out_of_the_course(repo):
+    "Every notebook in notebooks/ is numbered, so nbdev exports it in order and the checks here see it."
+    stray = [p.name for p in (repo / "notebooks").glob("*.ipynb") if p not in notebooks(repo)]
+    assert stray == [], f"notebooks outside the numbered course: {stray}"
 
 
 def test_notebooks_do_not_use_absolute_paths(repo):
@@ -191,3 +197,53 @@ def test_readme_defect_table_names_tests_that_exist(repo):
     for path, name in cited:
         source = (repo / "tests" / path).read_text()
         assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"README cites {path}::{name}, which does not exist"
+
+
+# ---------------------------------------------------------------- nothing outside the repository
+
+def _tracked_files(repo):
+    "The files a clone has: git's list when this is a git checkout, else every file under the repo."
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True, timeout=60).stdout
+        files = [repo / name for name in out.decode().split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        files = [p for p in repo.rglob("*") if ".git" not in p.parts]
+    return [f for f in files if f.is_file() and "__pycache__" not in f.parts]
+
+
+def test_nothing_refers_to_a_folder_beside_the_repository(repo):
+    "A user's clone has nothing beside it: no file may point at the development machines' shared folder."
+    beside = ".." + "/shared"                           # spelled in two parts so this file does not match itself
+    patterns = [beside, "shared" + "/data", "shared" + "/reference"]
+    hits = []
+    for f in _tracked_files(repo):
+        text = f.read_bytes().decode("utf-8", errors="replace")
+        hits += [f"{f.relative_to(repo)}: {p}" for p in patterns if p in text]
+    assert hits == [], f"files that refer outside the repository: {hits}"
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_corpora_and_their_licences(repo, tmp_path):
+    "pip install (not only an editable install) must carry the shipped corpora, each with its README."
+    build = tmp_path / "src"
+    shutil.copytree(repo, build, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", "build", "dist"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(build)]
+    try:                                                # build offline with the installed backend when it is recent enough
+        import setuptools
+        if int(setuptools.__version__.split(".")[0]) >= 77:
+            cmd.insert(4, "--no-build-isolation")
+    except ImportError:
+        pass
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import zipfile
+    from xlref.datasets import CORPORA, file_digest
+    (wheel,) = (tmp_path / "dist").glob("xlref-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for corpus in CORPORA.values():
+            member = f"xlref/corpora/{corpus.file}"
+            assert (member in names) == corpus.shipped, member
+            if corpus.shipped:
+                assert file_digest(zf.read(member), corpus.digest[0]) == corpus.digest[1]
+                assert f"xlref/corpora/{corpus.file.split('/')[0]}/README.md" in names

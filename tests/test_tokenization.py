@@ -15,10 +15,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xlref.datasets import path as corpus_path
 from xlref.tokenization import (
     TransfoXLTokenizer,
     XLNetTokenizer,
-    _data_dir,
     load_vocab_pickle,
     train_xlnet_spiece,
 )
@@ -30,7 +30,7 @@ pytest.importorskip("sacremoses")
 from transformers import TransfoXLTokenizer as HFTransfoXL  # noqa: E402
 from transformers import XLNetTokenizer as HFXLNet  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "pretrained_expectations.json"
+REFERENCE = Path(__file__).resolve().parent / "reference" / "pretrained_expectations.json"
 
 TRICKY = [
     "Hello, world! 1,000 people paid 3,5, then 12,3, more,",
@@ -50,24 +50,16 @@ TRICKY = [
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
-def data():
-    try:
-        return _data_dir()
-    except FileNotFoundError as e:
-        pytest.skip(f"shared data not found ({e}); set XLREF_DATA")
-
-
-@pytest.fixture(scope="session")
-def spiece(tmp_path_factory, data):
+def spiece(tmp_path_factory):
     "A small project-trained SentencePiece model with XLNet's special pieces (about 1.5 s)."
     out = tmp_path_factory.mktemp("spiece")
-    return train_xlnet_spiece([data / "tinyshakespeare" / "input.txt", data / "wikitext-2" / "valid.txt"],
+    return train_xlnet_spiece([corpus_path("tiny_shakespeare"), corpus_path("wikitext2_valid")],
                               out / "spiece", vocab_size=800, max_lines=3000)
 
 
 @pytest.fixture(scope="session")
-def wiki_lines(data):
-    with open(data / "wikitext-2" / "valid.txt", encoding="utf-8") as f:
+def wiki_lines():
+    with open(corpus_path("wikitext2_valid"), encoding="utf-8") as f:
         return list(itertools.islice(f, 500))
 
 
@@ -114,33 +106,25 @@ def test_trained_model_has_xlnet_special_ids(spiece):
     assert (tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, tok.mask_token_id) == (0, 3, 4, 5, 6)
 
 
-def test_training_is_deterministic(tmp_path, data):
+def test_training_is_deterministic(tmp_path):
     import sentencepiece as spm
-    src = data / "wikitext-2" / "valid.txt"
+    src = corpus_path("wikitext2_valid")
     a = spm.SentencePieceProcessor(model_file=str(train_xlnet_spiece(src, tmp_path / "a", vocab_size=300, max_lines=500)))
     b = spm.SentencePieceProcessor(model_file=str(train_xlnet_spiece(src, tmp_path / "b", vocab_size=300, max_lines=500)))
     assert [(a.id_to_piece(i), a.get_score(i)) for i in range(len(a))] == [(b.id_to_piece(i), b.get_score(i)) for i in range(len(b))]
 
 
-def test_training_errors(tmp_path, data):
+def test_training_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train_xlnet_spiece(tmp_path / "nope.txt", tmp_path / "m")
     with pytest.raises(ValueError, match="vocab_size"):
-        train_xlnet_spiece(data / "wikitext-2" / "valid.txt", tmp_path / "m", vocab_size=3)
+        train_xlnet_spiece(corpus_path("wikitext2_valid"), tmp_path / "m", vocab_size=3)
     with pytest.raises(ValueError, match="empty"):
         train_xlnet_spiece([], tmp_path / "m")
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("a b c\n")
     with pytest.raises(ValueError, match="could not train"):
         train_xlnet_spiece(tiny, tmp_path / "m", vocab_size=5000)
-
-
-def test_data_dir_reads_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("XLREF_DATA", str(tmp_path))
-    assert _data_dir() == tmp_path
-    monkeypatch.setenv("XLREF_DATA", str(tmp_path / "missing"))
-    with pytest.raises(FileNotFoundError, match="XLREF_DATA"):
-        _data_dir()
 
 
 # ---------------------------------------------------------------- XLNet: parity with 4.35
@@ -161,9 +145,9 @@ def test_xlnet_tokens_ids_decode_match_hf(spiece, options, text):
 
 
 @pytest.mark.parametrize("text", TRICKY[:3])
-def test_xlnet_tokenizes_wikitext_and_shakespeare_like_hf(spiece, wiki_lines, data, text):
+def test_xlnet_tokenizes_wikitext_and_shakespeare_like_hf(spiece, wiki_lines, text):
     ours, theirs = both_xlnet(spiece)
-    with open(data / "tinyshakespeare" / "input.txt", encoding="utf-8") as f:
+    with open(corpus_path("tiny_shakespeare"), encoding="utf-8") as f:
         lines = wiki_lines[:150] + list(itertools.islice(f, 150))
     assert [ours.encode(l) for l in lines] == [theirs.encode(l) for l in lines]
     assert [ours.decode(ours.encode(l)) for l in lines] == [theirs.decode(theirs.encode(l)) for l in lines]

@@ -32,28 +32,6 @@ _XLNET_CONTROL_SYMBOLS = ("<cls>", "<sep>", "<pad>", "<mask>", "<eod>")        #
 _XLNET_USER_SYMBOLS = ("<eop>", ".", "(", ")", '"', "-", "\u2013", "\u00a3", "\u20ac")  # ids 8..16
 
 
-def _repo_root() -> Path | None:
-    "The directory holding `pyproject.toml` above this module (or above the working directory)."
-    here = globals().get("__file__")
-    start = Path(here).resolve().parent if here else Path.cwd().resolve()
-    return next((p for p in [start, *start.parents] if (p / "pyproject.toml").exists()), None)
-
-
-def _data_dir(path: str | os.PathLike | None = None) -> Path:
-    "The shared data folder: `path`, else `$XLREF_DATA`, else `../shared/data` next to the repository."
-    if path is None:
-        path = os.environ.get("XLREF_DATA")
-    if path is None:
-        root = _repo_root()
-        if root is None:
-            raise FileNotFoundError("cannot find the repository root; pass the data path or set XLREF_DATA")
-        path = root.parent / "shared" / "data"
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"data folder {path} does not exist; pass the data path or set XLREF_DATA")
-    return path
-
-
 def train_xlnet_spiece(
     input_files, model_prefix: str | os.PathLike, *, vocab_size: int = 1000, max_lines: int | None = None
 ) -> Path:
