@@ -280,6 +280,15 @@ class XLNetForQuestionAnsweringSimpleOutput(ModelOutput):
     attentions: tuple | None = None
 
 
+def _both_or_neither(**pair) -> bool:
+    "True when both labels of a pair are given, False when neither; one without the other is an error."
+    given = [name for name, value in pair.items() if value is not None]
+    if len(given) == 1:
+        missing = [name for name in pair if name not in given]
+        raise ValueError(f"{given[0]} without {missing[0]}: the loss needs both (give neither for inference)")
+    return len(given) == 2
+
+
 class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
     "Start and end logits from one linear layer (`qa_outputs`, num_labels = 2)."
 
@@ -301,7 +310,7 @@ class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
         out = self.transformer(input_ids, return_dict=True, **_base_args(locals()), **kwargs)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)  # (bsz, len) each
         total_loss = None
-        if start_positions is not None and end_positions is not None:
+        if _both_or_neither(start_positions=start_positions, end_positions=end_positions):
             bsz, seq_len = start_logits.shape
             _check_shape(start_positions.reshape(-1), (bsz,), "start_positions")
             _check_shape(end_positions.reshape(-1), (bsz,), "end_positions")
@@ -426,7 +435,10 @@ class XLNetForQuestionAnswering(XLNetPreTrainedModel):
             p_mask = p_mask.to(hidden.dtype)
         cls_index = _positions(cls_index, "cls_index", bsz, slen)
         start_logits = self.start_logits(hidden, p_mask=p_mask)                # (bsz, len)
-        if start_positions is not None and end_positions is not None:
+        if is_impossible is not None and cls_index is None:
+            raise ValueError("is_impossible needs cls_index (where <cls> is), which the answerability loss reads; "
+                             "transformers 4.35 silently drops that loss without it")
+        if _both_or_neither(start_positions=start_positions, end_positions=end_positions):
             start_positions = _positions(start_positions, "start_positions", bsz, slen)
             end_positions = _positions(end_positions, "end_positions", bsz, slen)
             end_logits = self.end_logits(hidden, start_positions=start_positions, p_mask=p_mask)

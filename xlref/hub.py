@@ -10,11 +10,17 @@ Defined in `notebooks/12_checkpoints.ipynb`; the models that use it are built in
 # %% ../notebooks/12_checkpoints.ipynb #9b17d66b
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import difflib
+import errno
+import io
 import json
+import logging
 import os
 import re
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,9 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'SAFE_WEIGHTS_NAME', 'WEIGHTS_NAME', 'SHIPPED_CHECKPOINTS', 'XLRefConfig', 'ModelOutput',
-           'resolve_checkpoint', 'load_state_dict_file', 'remove_aliases', 'XLRefPreTrainedModel', 'check_inputs',
-           'check_mems']
+__all__ = ['CONFIG_NAME', 'SAFE_WEIGHTS_NAME', 'WEIGHTS_NAME', 'SHIPPED_CHECKPOINTS', 'XLRefConfig', 'ModelOutput', 'hub_offline',
+           'resolve_checkpoint', 'load_state_dict_file', 'write_files_atomically', 'remove_aliases',
+           'XLRefPreTrainedModel', 'check_inputs', 'check_mems', 'check_attention_fits']
 
 # %% ../notebooks/12_checkpoints.ipynb #3207e37b
 _COMMON_DEFAULTS: dict[str, Any] = dict(
@@ -43,6 +49,17 @@ _COMMON_DEFAULTS: dict[str, Any] = dict(
     sep_token_id=None,
 )
 _PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+# The other fields every transformers 4.35 config has (generation defaults, encoder-decoder switches, ...):
+# accepted and kept as they are, so a config.json written by transformers, or code written for it, works.
+_HF_CONFIG_FIELDS = frozenset((
+    "_name_or_path", "add_cross_attention", "bad_words_ids", "begin_suppress_tokens", "chunk_size_feed_forward",
+    "cross_attention_hidden_size", "decoder_start_token_id", "diversity_penalty", "do_sample", "early_stopping",
+    "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty", "finetuning_task", "forced_bos_token_id",
+    "forced_eos_token_id", "is_decoder", "is_encoder_decoder", "length_penalty", "max_length", "min_length",
+    "no_repeat_ngram_size", "num_beam_groups", "num_beams", "num_return_sequences", "output_scores", "prefix",
+    "pruned_heads", "remove_invalid_values", "repetition_penalty", "return_dict_in_generate", "suppress_tokens",
+    "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder", "tokenizer_class", "top_k",
+    "top_p", "transformers_version", "typical_p", "use_bfloat16"))
 
 
 def _config_error(field: str, value, allowed: str) -> ValueError:
@@ -52,9 +69,18 @@ def _config_error(field: str, value, allowed: str) -> ValueError:
 class XLRefConfig:
     "Base configuration: Hugging Face's field names and defaults, unknown keys kept, values validated, JSON round trip."
     model_type: str = ""
-    defaults: dict[str, Any] = {}  # each model's own fields and Hugging Face's defaults
+    defaults: dict[str, Any] = {}   # each model's own fields and Hugging Face's defaults
+    extra_fields: tuple = ()        # fields a model takes that have no default here (derived or init-only)
+    # transformers' aliases, the same for both models: config.hidden_size reads and writes d_model
+    attribute_map = {"n_token": "vocab_size", "hidden_size": "d_model", "num_attention_heads": "n_head",
+                     "num_hidden_layers": "n_layer"}
 
     def __init__(self, **kwargs):
+        from_file = kwargs.pop("_from_file", False)   # keys read from a config.json (kept even if unknown)
+        kwargs = self._unalias(kwargs)
+        self._refuse_shadowing(kwargs)
+        if not from_file:
+            self._refuse_typos(kwargs)
         num_labels = kwargs.pop("num_labels", None)
         id2label = kwargs.pop("id2label", None)
         kwargs.pop("label2id", None)  # always derived from id2label
@@ -73,6 +99,56 @@ class XLRefConfig:
         else:
             self.num_labels = 2 if num_labels is None else num_labels
         self.validate()
+
+    # -- which keys a config takes
+    @classmethod
+    def known_fields(cls) -> set[str]:
+        "Every field this config understands: its own, the common ones, transformers' generic ones, the aliases."
+        return {*cls.defaults, *cls.extra_fields, *_COMMON_DEFAULTS, *_HF_CONFIG_FIELDS, *cls.attribute_map,
+                "num_labels", "id2label", "label2id", "model_type"}
+
+    @classmethod
+    def _unalias(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        "Rename transformers' aliases (hidden_size -> d_model, ...); giving both names of one field is an error."
+        out = {}
+        for key, value in kwargs.items():
+            name = cls.attribute_map.get(key, key)
+            if name in out:
+                raise TypeError(f"{key} and {name} name the same field of {cls.__name__}; give one of them")
+            out[name] = value
+        return out
+
+    def __setattr__(self, key, value):
+        super().__setattr__(type(self).attribute_map.get(key, key), value)
+
+    def __getattr__(self, key):     # only reached for names not found the usual way: the aliases
+        target = type(self).attribute_map.get(key)
+        if target is None:
+            raise AttributeError(f"{type(self).__name__} has no field {key!r}")
+        return getattr(self, target)
+
+    @classmethod
+    def _refuse_typos(cls, kwargs) -> None:
+        "A keyword that is not a field but is one letter away from one is a typo: refuse it (others are kept)."
+        known = sorted(cls.known_fields())
+        for key in kwargs:
+            close = difflib.get_close_matches(key, known, n=2, cutoff=0.8) if key not in cls.known_fields() else None
+            if close:
+                raise TypeError(f"{cls.__name__} got {key}={kwargs[key]!r}, which is not one of its fields: did you "
+                                f"mean {' or '.join(map(repr, close))}? (unknown keys are kept only when they come "
+                                f"from a config.json)")
+
+    @classmethod
+    def _refuse_shadowing(cls, kwargs) -> None:
+        "Keys that would hide a method or property (`validate`, `to_dict`, `use_return_dict`, dunders) are refused."
+        for key in kwargs:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"config key {key!r} is not a valid attribute name")
+            if key in ("num_labels", "id2label", "label2id"):    # the label fields are read specially
+                continue
+            attr = getattr(cls, key, None)
+            if key.startswith("__") or callable(attr) or isinstance(attr, property) or key in ("defaults", "extra_fields", "attribute_map"):
+                raise ValueError(f"config key {key!r} would hide {cls.__name__}.{key}; a config cannot hold it")
 
     # -- derived fields, as in Hugging Face
     @property
@@ -139,40 +215,82 @@ class XLRefConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides) -> "XLRefConfig":
-        "Build from a config.json dict, then apply `overrides` one by one (num_labels=3 relabels, as in transformers)."
+        """Build from a config.json dict (unknown keys kept), then apply `overrides`, which must be fields
+        (a typo is a TypeError, as in transformers' from_pretrained); num_labels=3 relabels."""
         if d.get("model_type", cls.model_type) != cls.model_type:
             raise ValueError(f"this is a {d['model_type']!r} config, not a {cls.model_type!r} one ({cls.__name__})")
-        config = cls(**d)
+        if "model_type" not in d:
+            cls._refuse_other_models(d)
+        unknown = sorted(set(overrides) - cls.known_fields())
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, sorted(cls.known_fields()), n=1, cutoff=0.6) for k in unknown}
+            raise TypeError(f"unexpected keyword argument(s) {unknown}: not fields of {cls.__name__}"
+                            + "".join(f"; {k}: did you mean {h[0]!r}?" for k, h in hints.items() if h))
+        config = cls(**d, _from_file=True)
         if overrides:
+            overrides = cls._unalias(overrides)
             for key, value in overrides.items():
                 setattr(config, key, value)
             config.validate()
         return config
 
+    @classmethod
+    def _refuse_other_models(cls, d: dict[str, Any]) -> None:
+        "A dict without model_type that holds another xlref model's own fields is that model's config."
+        def subclasses(c):
+            return [s for k in c.__subclasses__() for s in (k, *subclasses(k))]
+        def fields(c):
+            return set(c.defaults) | set(c.extra_fields)
+        for other in subclasses(XLRefConfig):
+            if other.model_type in ("", cls.model_type):
+                continue
+            theirs = sorted((fields(other) - fields(cls)) & set(d))
+            ours = (fields(cls) - fields(other)) & set(d)
+            if len(theirs) >= 2 and len(theirs) > len(ours):
+                raise ValueError(f"this config has no model_type and looks like a {other.model_type!r} config "
+                                 f"(it has {theirs[:4]}, fields of {other.__name__}); load it with that class")
+
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, save_directory) -> None:
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_NAME).write_text(self.to_json_string())
+        "Write `config.json`: whole or not at all (an existing one survives a failed write)."
+        write_files_atomically(Path(save_directory), {CONFIG_NAME: self.to_json_string().encode()})
+
+    @classmethod
+    def read_json_file(cls, json_file) -> dict[str, Any]:
+        "The JSON object in `json_file`; any file that is not one is an error naming it."
+        json_file = Path(json_file)
+        if not _open_check(json_file):
+            raise FileNotFoundError(f"no {json_file.name} in {json_file.parent}")
+        try:
+            d = json.loads(json_file.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{json_file} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{json_file} is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError(f"{json_file} is nested too deeply to be a config") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{json_file} must hold a JSON object, got {type(d).__name__}")
+        return d
 
     @classmethod
     def from_json_file(cls, json_file) -> "XLRefConfig":
+        d = cls.read_json_file(json_file)
         try:
-            d = json.loads(Path(json_file).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{json_file} is not valid JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"{json_file} must hold a JSON object, got {type(d).__name__}")
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{json_file}: {e}") from None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **overrides) -> "XLRefConfig":
-        "Read `config.json` from a directory, a checkpoint xlref ships, or a hub id."
-        folder = resolve_checkpoint(pretrained_model_name_or_path, files=[CONFIG_NAME])
-        if not (folder / CONFIG_NAME).exists():
-            raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}")
+    def from_pretrained(cls, pretrained_model_name_or_path, *, cache_dir=None, force_download: bool = False,
+                        local_files_only: bool = False, token=None, revision: str | None = None, proxies=None,
+                        subfolder: str = "", **overrides) -> "XLRefConfig":
+        "Read `config.json` from a directory, a checkpoint xlref ships, or a hub id; `overrides` must be fields."
+        folder = resolve_checkpoint(pretrained_model_name_or_path, files=[CONFIG_NAME], local_files_only=local_files_only,
+                                    revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                    proxies=proxies, token=token, subfolder=subfolder)
         config = cls.from_json_file(folder / CONFIG_NAME)
         return cls.from_dict(config.to_dict(), **overrides) if overrides else config
 
@@ -210,56 +328,170 @@ CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_NAME = "pytorch_model.bin"
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" if "__file__" in globals() else Path("checkpoints")
+_TRUE = ("1", "on", "yes", "true")
 
 
-def resolve_checkpoint(name_or_path, *, files: list[str] | None = None, local_files_only: bool = False) -> Path:
-    "A local folder holding a checkpoint: `name_or_path` itself, a checkpoint xlref ships, or a hub snapshot."
+def hub_offline() -> bool:
+    "True when `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` is 1 / on / yes / true (read at every call)."
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    "Raise logger `name` to ERROR for the duration (its level restored after)."
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _hub_download(repo_id: str, filenames, *, offline: bool, hub: dict) -> Path | None:
+    "The first of `filenames` the repo has, fetched into the hub cache (its folder), or None if it has none."
+    import huggingface_hub
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+    for filename in filenames:
+        try:
+            with _quiet_logger("huggingface_hub"):   # its warnings would repeat what our one error says
+                return Path(huggingface_hub.hf_hub_download(
+                repo_id, filename, local_files_only=offline, library_name="xlref",
+                    etag_timeout=_seconds_from_env("HF_HUB_ETAG_TIMEOUT", 10.0),   # every network wait is bounded
+                    endpoint=os.environ.get("HF_ENDPOINT") or None, **hub)).parent
+        except EntryNotFoundError as e:      # not in the repo (online) or not in the cache (offline): try the next
+            if isinstance(e, LocalEntryNotFoundError) and not offline:
+                raise                          # online, yet nothing came back: a network problem
+    return None
+
+
+def resolve_checkpoint(name_or_path, *, files=(CONFIG_NAME,), any_of=(), local_files_only: bool = False,
+                       revision: str | None = None, cache_dir=None, force_download: bool = False, proxies=None,
+                       token=None, subfolder: str = "") -> Path:
+    """A local folder holding a checkpoint: `name_or_path` itself (a directory), a checkpoint xlref ships, or
+    a hub repo whose `files` (all) and first available of `any_of` are fetched into the hub cache. Offline
+    (`local_files_only` or `HF_HUB_OFFLINE`) only the cache is read; online every wait is bounded by
+    `HF_HUB_ETAG_TIMEOUT` (10 s). `revision`, `cache_dir`, `force_download`, `proxies`, `token` and
+    `subfolder` mean what they mean in transformers."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"expected a directory, a shipped checkpoint name or a hub id, got {type(name_or_path).__name__}")
+    if not isinstance(subfolder, str) or Path(subfolder).is_absolute() or ".." in Path(subfolder).parts:
+        raise ValueError(f"subfolder must be a relative path inside the checkpoint, got {subfolder!r}")
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
+    shipped = SHIPPED_CHECKPOINTS / str(name_or_path)
+    for local in (path, shipped if str(name_or_path) and "/" not in str(name_or_path) else None):
+        if local is not None and local.is_dir():
+            if not (local / subfolder).is_dir():
+                raise FileNotFoundError(f"{local} has no subfolder {subfolder!r}")
+            return local / subfolder
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; from_pretrained needs the directory that holds {CONFIG_NAME}")
-    shipped = SHIPPED_CHECKPOINTS / str(name_or_path)
-    if str(name_or_path) and "/" not in str(name_or_path) and shipped.is_dir():
-        return shipped
     if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", str(name_or_path)):
         raise OSError(f"{name_or_path!r} is not a directory, a checkpoint xlref ships "
                       f"({sorted(p.name for p in SHIPPED_CHECKPOINTS.glob('*'))}) or a hub id")
     try:
-        import huggingface_hub
+        import huggingface_hub  # noqa: F401
     except ImportError:
         raise OSError(f"{name_or_path!r} is not a local directory or a shipped checkpoint, and huggingface_hub "
                       "is not installed to fetch it from the hub (pip install huggingface_hub)") from None
-    patterns = files or [CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME, "*.model", "*.json", "*.txt"]
+    offline = bool(local_files_only) or hub_offline()
+    hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download, proxies=proxies, token=token,
+               subfolder=subfolder or None)
+    where = "in the local hub cache (offline: local_files_only or HF_HUB_OFFLINE)" if offline else "from the hub"
     try:
-        folder = huggingface_hub.snapshot_download(str(name_or_path), allow_patterns=patterns,
-                                                   local_files_only=local_files_only)
-    except Exception as e:  # offline, unknown repo, gated, ...: say what was tried
+        folder = None
+        for filename in files:
+            folder = _hub_download(str(name_or_path), [filename], offline=offline, hub=hub)
+            if folder is None:
+                raise FileNotFoundError(f"the repo has no {filename}")
+        if any_of:
+            folder = _hub_download(str(name_or_path), any_of, offline=offline, hub=hub)
+            if folder is None:
+                raise FileNotFoundError(f"the repo has none of {list(any_of)}")
+    except Exception as e:  # offline, a silent or refusing network, an unknown or gated repo: one message
         raise OSError(f"could not load {name_or_path!r}: it is not a local directory or a shipped checkpoint, and "
-                      f"the hub could not provide it ({type(e).__name__}: {e})") from None
-    return Path(folder)
+                      f"the hub could not provide it {where} ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+    return folder
 
 
-def load_state_dict_file(folder: Path) -> dict[str, torch.Tensor]:
-    "Read the weights in `folder`: model.safetensors if present, else pytorch_model.bin (weights only, no code)."
-    if (folder / SAFE_WEIGHTS_NAME).exists():
-        from safetensors.torch import load_file
+def _open_check(path: Path) -> bool:
+    "Whether `path` exists as a file to read; a FIFO, device or folder (which could block or mislead) is an error."
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if not path.is_file():
+        raise OSError(f"{path} is not a regular file (a FIFO, a device, a folder or a broken link); refusing to open it")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"permission denied: cannot read {path}")
+    return True
+
+
+def load_state_dict_file(folder: Path, *, use_safetensors: bool | None = None) -> dict[str, torch.Tensor]:
+    """Read the weights in `folder`: model.safetensors if present, else pytorch_model.bin (weights only, never
+    code). `use_safetensors=True` reads only the former, `False` only the latter, as in transformers."""
+    names = {None: [SAFE_WEIGHTS_NAME, WEIGHTS_NAME], True: [SAFE_WEIGHTS_NAME], False: [WEIGHTS_NAME]}[use_safetensors]
+    for name in names:
+        file = Path(folder) / name
+        if not _open_check(file):
+            continue
+        if name == SAFE_WEIGHTS_NAME:
+            from safetensors.torch import load_file
+            try:
+                return load_file(file, device="cpu")
+            except Exception as e:
+                raise OSError(f"{file} is not a readable safetensors file ({e})") from None
         try:
-            return load_file(folder / SAFE_WEIGHTS_NAME, device="cpu")
+            state_dict = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise OSError(f"{folder / SAFE_WEIGHTS_NAME} is not a readable safetensors file ({e})") from None
-    if (folder / WEIGHTS_NAME).exists():
-        try:
-            state_dict = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise OSError(f"{folder / WEIGHTS_NAME} could not be read as plain weights ({type(e).__name__}: {e}); "
+            raise OSError(f"{file} could not be read as plain weights ({type(e).__name__}: {e}); "
                           "xlref never unpickles arbitrary objects") from None
         if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-            raise OSError(f"{folder / WEIGHTS_NAME} does not hold a state dict of tensors")
+            raise OSError(f"{file} does not hold a state dict of tensors")
         return state_dict
-    raise FileNotFoundError(f"no {SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} in {folder}")
+    raise FileNotFoundError(f"no {' or '.join(names)} in {folder}")
+
+
+def write_files_atomically(folder: Path, files: dict[str, bytes], *, stale=()) -> None:
+    """Write every file of `files` ({name: bytes}) into `folder` so that a failure changes nothing: each goes
+    to a temporary name beside its target first, and only when all are written are they renamed into place
+    (then the `stale` names, files a previous save left that would now mislead a reader, are removed).
+    New files get the usual permissions (0666 less the umask)."""
+    folder = Path(folder)
+    temps: dict[str, Path] = {}
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} exists and is not a directory")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temps[name] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for name, tmp in temps.items():
+            os.replace(tmp, folder / name)
+        for name in stale:
+            if name not in files and (folder / name).is_file():
+                (folder / name).unlink()
+    except OSError as e:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        reason = e.strerror or str(e)
+        raise OSError(e.errno, f"could not save {sorted(files)} in {folder}: {reason}; what was there is unchanged") from e
 
 
 def _storage_key(t: torch.Tensor):
@@ -283,6 +515,75 @@ def remove_aliases(state_dict: dict[str, torch.Tensor], tied_patterns: list[str]
         for name in kept[1:]:       # then any other duplicate but the first
             del out[name]
     return out
+
+# %% ../notebooks/12_checkpoints.ipynb #3ece3874
+# transformers 4.35's from_pretrained arguments that xlref does not implement. Each is refused with the
+# reason unless it is given its do-nothing value (None or False), so none is ever silently ignored.
+_UNSUPPORTED_LOAD_ARGS = {
+    "from_tf": "xlref reads PyTorch checkpoints (safetensors or .bin) only",
+    "from_flax": "xlref reads PyTorch checkpoints (safetensors or .bin) only",
+    "low_cpu_mem_usage": "xlref builds the model, then copies the weights in (peak memory: model plus checkpoint)",
+    "trust_remote_code": "xlref never runs code that comes with a checkpoint",
+    "load_in_8bit": "xlref does not quantise models",
+    "load_in_4bit": "xlref does not quantise models",
+    "quantization_config": "xlref does not quantise models",
+    "max_memory": "xlref puts a model on one device (device_map)",
+    "offload_folder": "xlref puts a model on one device (device_map)",
+    "offload_state_dict": "xlref puts a model on one device (device_map)",
+    "variant": "xlref reads the plain weight file names (model.safetensors, pytorch_model.bin)",
+    "mirror": "set HF_ENDPOINT to use another hub",
+    "use_flash_attention_2": "xlref computes attention itself",
+    "adapter_kwargs": "xlref loads no adapters",
+    "adapter_name": "xlref loads no adapters",
+}
+
+
+def _refuse_unsupported(kwargs: dict[str, Any]) -> dict[str, Any]:
+    "Drop the unsupported arguments given their do-nothing value; refuse any other value, with the reason."
+    for key in [k for k in kwargs if k in _UNSUPPORTED_LOAD_ARGS]:
+        value = kwargs.pop(key)
+        if value is not None and value is not False:
+            raise ValueError(f"from_pretrained({key}={value!r}) is not supported: {_UNSUPPORTED_LOAD_ARGS[key]}")
+    return kwargs
+
+
+def _float_dtype(torch_dtype) -> torch.dtype | str | None:
+    "None, 'auto', a floating torch.dtype or its name ('float16', 'torch.bfloat16') -> None, 'auto' or the dtype."
+    if torch_dtype is None or torch_dtype == "auto":
+        return torch_dtype
+    dtype = torch_dtype
+    if isinstance(torch_dtype, str):
+        dtype = getattr(torch, torch_dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"torch_dtype must be None, 'auto' or a floating-point torch.dtype (or its name), got {torch_dtype!r}")
+    return dtype
+
+
+def _single_device(device_map) -> torch.device | None:
+    "None, one device (a str, an int for a CUDA index, a torch.device) or {'': device} -> that device, checked."
+    if device_map is None:
+        return None
+    if isinstance(device_map, dict):
+        if set(device_map) != {""}:
+            raise ValueError(f"device_map={device_map!r}: xlref puts the whole model on one device; "
+                             "pass that device, or {'': device}")
+        device_map = device_map[""]
+    if isinstance(device_map, int) and not isinstance(device_map, bool):
+        device_map = f"cuda:{device_map}"                  # an int is a CUDA index, as in transformers
+    if isinstance(device_map, str) and device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        raise ValueError(f"device_map={device_map!r} spreads a model over devices, which xlref does not do; "
+                         "pass one device ('cpu', 'cuda:0', ...)")
+    try:
+        device = torch.device(device_map)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device_map={device_map!r} is not a device: {e}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device_map={device_map!r}: this machine has {count} CUDA device(s) visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device_map={device_map!r}: MPS is not available here")
+    return device
 
 # %% ../notebooks/12_checkpoints.ipynb #ac715f08
 class XLRefPreTrainedModel(nn.Module):
@@ -326,49 +627,93 @@ class XLRefPreTrainedModel(nn.Module):
 
     # -- saving
     def save_pretrained(self, save_directory, *, safe_serialization: bool = True) -> None:
-        "Write config.json and model.safetensors (or pytorch_model.bin) as transformers 4.35 does."
+        """Write config.json and model.safetensors (or pytorch_model.bin) as transformers 4.35 does. The files
+        are written whole or not at all: after a failure (a full disk, no permission) the directory holds
+        what it held before. A weight file of the other format left by an earlier save is removed."""
         path = Path(save_directory)
-        if path.exists() and not path.is_dir():
-            raise NotADirectoryError(f"{path} exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         config.torch_dtype = str(self.dtype).replace("torch.", "")
-        config.save_pretrained(path)
         state_dict = self.state_dict()
         if safe_serialization:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
             state_dict = remove_aliases(state_dict, self._tied_weights_keys)
-            save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, path / SAFE_WEIGHTS_NAME,
-                      metadata={"format": "pt"})
+            weights = {SAFE_WEIGHTS_NAME: save({k: v.detach().contiguous() for k, v in state_dict.items()},
+                                               metadata={"format": "pt"})}
         else:
-            torch.save(state_dict, path / WEIGHTS_NAME)
+            buffer = io.BytesIO()
+            torch.save(state_dict, buffer)
+            weights = {WEIGHTS_NAME: buffer.getvalue()}
+        write_files_atomically(path, {**weights, CONFIG_NAME: config.to_json_string().encode()},
+                               stale=[SAFE_WEIGHTS_NAME, WEIGHTS_NAME])
 
     # -- loading
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, config: XLRefConfig | None = None,
-                        local_files_only: bool = False, **config_overrides):
-        "Load a checkpoint written by transformers' or xlref's save_pretrained (directory, shipped name or hub id), in eval mode."
-        folder = resolve_checkpoint(pretrained_model_name_or_path, local_files_only=local_files_only)
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config: XLRefConfig | str | os.PathLike | None = None,
+                        cache_dir=None, ignore_mismatched_sizes: bool = False, force_download: bool = False,
+                        local_files_only: bool = False, token=None, revision: str | None = None,
+                        use_safetensors: bool | None = None, torch_dtype=None, device_map=None,
+                        output_loading_info: bool = False, state_dict: dict | None = None, subfolder: str = "",
+                        proxies=None, use_auth_token=None, resume_download: bool = False, **kwargs):
+        """Load a checkpoint written by transformers' or xlref's save_pretrained (a directory, a shipped name or a
+        hub id), in eval mode, with transformers' arguments: `torch_dtype` (a dtype or "auto": the checkpoint's),
+        `device_map` (one device), the hub's `revision`, `cache_dir`, `local_files_only`, `token`, ...; other keywords
+        are config fields to override. An argument xlref cannot honour is refused, never ignored."""
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes no positional model arguments, got {len(model_args)}")
+        kwargs = _refuse_unsupported(kwargs)
+        dtype, device = _float_dtype(torch_dtype), _single_device(device_map)
+        if use_auth_token is not None:
+            if token is not None:
+                raise ValueError("pass token= (use_auth_token is its deprecated name), not both")
+            token = use_auth_token
+        if use_safetensors not in (None, True, False):
+            raise ValueError(f"use_safetensors must be None, True or False, got {use_safetensors!r}")
+        hub = dict(local_files_only=local_files_only, revision=revision, cache_dir=cache_dir, proxies=proxies,
+                   force_download=force_download, token=token, subfolder=subfolder)
+        weight_files = [] if state_dict is not None else {None: [SAFE_WEIGHTS_NAME, WEIGHTS_NAME],
+                                                          True: [SAFE_WEIGHTS_NAME], False: [WEIGHTS_NAME]}[use_safetensors]
+        folder = resolve_checkpoint(pretrained_model_name_or_path, files=[CONFIG_NAME] if config is None else [],
+                                    any_of=weight_files, **hub)
+        if isinstance(config, (str, os.PathLike)):
+            config = cls.config_class.from_pretrained(config, **{k: v for k, v in hub.items() if k != "subfolder"})
         if config is None:
-            if not (folder / CONFIG_NAME).exists():
-                raise FileNotFoundError(f"no {CONFIG_NAME} in {folder}")
             config = cls.config_class.from_json_file(folder / CONFIG_NAME)
-            if config_overrides:
-                config = cls.config_class.from_dict(config.to_dict(), **config_overrides)
-        elif config_overrides:
-            raise TypeError("pass either config= or config overrides, not both")
+            if kwargs:
+                config = cls.config_class.from_dict(config.to_dict(), **kwargs)   # typos are a TypeError here
+        elif kwargs:
+            raise TypeError(f"pass either config= or config overrides, not both (got {sorted(kwargs)})")
+        if not isinstance(config, cls.config_class):
+            raise TypeError(f"config must be a {cls.config_class.__name__} or a path to one, got {type(config).__name__}")
+        if state_dict is None:
+            state_dict = load_state_dict_file(folder, use_safetensors=use_safetensors)
+        if dtype == "auto":   # the dtype the checkpoint was saved in (config.json, else the first float tensor)
+            saved = getattr(config, "torch_dtype", None)
+            floats = [v.dtype for v in state_dict.values() if v.is_floating_point()]
+            dtype = _float_dtype(saved) if saved not in (None, "auto") else (floats[0] if floats else None)
         model = cls(config)
-        report = model.load_checkpoint_state_dict(load_state_dict_file(folder))
-        for kind in ("missing", "unexpected"):
+        report = model.load_checkpoint_state_dict(state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes)
+        for kind in ("missing", "unexpected", "mismatched"):
             if report[kind]:
-                warnings.warn(f"{cls.__name__}.from_pretrained({str(pretrained_model_name_or_path)!r}): "
-                              f"{kind} keys {report[kind]}" + (" (newly initialised)" if kind == "missing" else " (ignored)"),
+                warnings.warn(f"{cls.__name__}.from_pretrained({str(pretrained_model_name_or_path)!r}): {kind} keys "
+                              f"{report[kind]}" + (" (ignored)" if kind == "unexpected" else " (newly initialised)"),
                               stacklevel=2)
-        return model.eval()
+        if dtype is not None:
+            model = model.to(dtype)
+            model.config.torch_dtype = str(dtype).replace("torch.", "")
+        if device is not None:
+            model = model.to(device)
+        model.eval()
+        if output_loading_info:
+            return model, {"missing_keys": report["missing"], "unexpected_keys": report["unexpected"],
+                           "mismatched_keys": report["mismatched"], "error_msgs": []}
+        return model
 
-    def load_checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, list[str]]:
-        "Load `state_dict` (keys with or without the base-model prefix); returns the missing and unexpected keys."
+    def load_checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor], *,
+                                   ignore_mismatched_sizes: bool = False) -> dict[str, list]:
+        """Load `state_dict` (keys with or without the base-model prefix); returns the missing, unexpected and
+        (with `ignore_mismatched_sizes`) mismatched keys. A file that shares no key with the model, a tensor of
+        the wrong shape or a non-float tensor where the model has floats is an error."""
         own = self.state_dict()
         prefix = self.base_model_prefix + "." if self.base_model_prefix else ""
         has_prefix = any(k.startswith(prefix) for k in own) if prefix else False
@@ -379,23 +724,37 @@ class XLRefPreTrainedModel(nn.Module):
         elif prefix and not has_prefix and file_has_prefix:    # head checkpoint -> base model: the head is not used
             head_only = [k for k in state_dict if not k.startswith(prefix)]
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not set(state_dict) & set(own):
+            raise ValueError(f"the checkpoint shares no key with {type(self).__name__} (its keys: "
+                             f"{sorted(state_dict)[:5]}..., the model's: {sorted(own)[:5]}...): it is another model's")
         unexpected = sorted([k for k in state_dict if k not in own] + head_only)
-        for key, value in state_dict.items():
-            if key in own and own[key].shape != value.shape:
-                raise ValueError(f"checkpoint key {key} has shape {tuple(value.shape)}, the model expects "
-                                 f"{tuple(own[key].shape)}: the config does not match the weights")
+        mismatched = []
+        for key, value in list(state_dict.items()):
+            if key not in own:
+                continue
+            if own[key].is_floating_point() and not value.is_floating_point():
+                raise ValueError(f"checkpoint key {key} holds {value.dtype} values where the model has "
+                                 f"{own[key].dtype}: refusing to cast them")
+            if own[key].shape != value.shape:
+                if not ignore_mismatched_sizes:
+                    raise ValueError(f"checkpoint key {key} has shape {tuple(value.shape)}, the model expects "
+                                     f"{tuple(own[key].shape)}: the config does not match the weights "
+                                     "(ignore_mismatched_sizes=True keeps those parameters newly initialised)")
+                mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
+                del state_dict[key]
         # a key may be absent when it aliases a parameter the file does carry
         aliases: dict[Any, set[str]] = {}
         for name, tensor in own.items():
             aliases.setdefault(_storage_key(tensor), set()).add(name)
         covered = set(state_dict)
-        missing = sorted(k for k in own if k not in covered and not (aliases[_storage_key(own[k])] & covered))
+        missing = sorted(k for k in own if k not in covered and not (aliases[_storage_key(own[k])] & covered)
+                         and k not in {m[0] for m in mismatched})
         with torch.no_grad():
             for key, value in state_dict.items():
                 if key in own:
                     own[key].copy_(value.to(own[key].dtype))
         self.tie_weights()
-        return {"missing": missing, "unexpected": unexpected}
+        return {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
 
 # %% ../notebooks/12_checkpoints.ipynb #b8d177a8
 def check_inputs(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, *, vocab_size: int,
@@ -405,8 +764,9 @@ def check_inputs(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | N
         raise ValueError("pass exactly one of input_ids and inputs_embeds" +
                          (", not both" if input_ids is not None else ", got neither"))
     if input_ids is not None:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-            raise TypeError(f"input_ids must be an integer tensor, got {getattr(input_ids, 'dtype', type(input_ids).__name__)}")
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"input_ids must be an integer tensor, int64 (or int32), got "
+                            f"{getattr(input_ids, 'dtype', type(input_ids).__name__)}; convert with .long()")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
         if input_ids.numel() == 0:
@@ -424,8 +784,8 @@ def check_inputs(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | N
     return tuple(inputs_embeds.shape[:2])
 
 
-def check_mems(mems, *, n_layer: int, bsz: int, d_model: int) -> int:
-    "Validate `mems`: one (mlen, bsz, d_model) tensor per layer, all of one length; return mlen."
+def check_mems(mems, *, n_layer: int, bsz: int, d_model: int, dtype: torch.dtype | None = None) -> int:
+    "Validate `mems`: one (mlen, bsz, d_model) tensor per layer, all of one length (and of the model's `dtype`); return mlen."
     if not isinstance(mems, (list, tuple)) or not all(isinstance(m, torch.Tensor) for m in mems):
         raise TypeError(f"mems must be a list of tensors, one per layer, got {type(mems).__name__}")
     if len(mems) != n_layer:
@@ -434,7 +794,36 @@ def check_mems(mems, *, n_layer: int, bsz: int, d_model: int) -> int:
         if m.dim() != 3 or m.shape[1] != bsz or m.shape[2] != d_model:
             raise ValueError(f"mems[{i}] must be (mem_length, batch={bsz}, d_model={d_model}) (sequence-first), "
                              f"got shape {tuple(m.shape)}")
+    if dtype is not None and any(m.dtype != dtype for m in mems):
+        raise TypeError(f"mems must have the model's dtype {dtype}, got {sorted({str(m.dtype) for m in mems})}; "
+                        f"convert them with .to({dtype})")
     lengths = {m.shape[0] for m in mems}
     if len(lengths) > 1:
         raise ValueError(f"all mems must have the same length, got lengths {sorted(lengths)}")
     return mems[0].shape[0]
+
+
+def _free_memory(device: torch.device) -> int | None:
+    "Bytes free on `device` now (CUDA: the driver's count; CPU: MemAvailable), or None where unknown."
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration, ValueError):
+            return None
+    return None
+
+
+def check_attention_fits(*, bsz: int, n_head: int, qlen: int, klen: int, dtype: torch.dtype, device, copies: int,
+                         model: str) -> None:
+    """Refuse, before allocating anything, an attention whose score tensors cannot fit: `copies` tensors of
+    (bsz, n_head, qlen, klen) in one layer (the score terms, their sum, the probabilities) against the
+    memory free on `device`. The error says how much is needed."""
+    need = copies * bsz * n_head * qlen * klen * (torch.finfo(dtype).bits // 8)
+    free = _free_memory(torch.device(device))
+    if free is not None and need > free:
+        raise MemoryError(f"{model}: attention over {qlen} queries x {klen} keys x {n_head} heads x batch {bsz} needs "
+                          f"about {need / 2**30:.1f} GiB for its scores in each layer, more than the {free / 2**30:.1f} GiB "
+                          f"free on {device}; use shorter segments (with memory), or a smaller batch")

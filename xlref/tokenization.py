@@ -96,6 +96,26 @@ def _check_side(name: str, value: str) -> str:
     return value
 
 
+def _check_flag(name: str, value) -> bool:
+    "A real bool: a string such as 'false' (truthy in Python) or a number is an error, not a silent True."
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_padding_fits(n_sequences: int, length: int, n_fields: int) -> None:
+    "Refuse, before allocating, padding whose lists and tensors would take more than half this machine's memory."
+    need = n_sequences * length * n_fields * 16           # 8 bytes a list slot, 8 a tensor element
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total // 2:
+        raise ValueError(f"padding {n_sequences} sequence(s) to {length:,} ids needs about {need / 2**30:,.1f} GiB "
+                         f"({n_fields} fields), more than half of this machine's {total / 2**30:.1f} GiB: "
+                         "use a smaller max_length")
+
+
 def _check_max_length(value, name: str = "max_length"):
     if value is None:
         return None
@@ -129,7 +149,7 @@ class _Tokenizer:
         self.model_max_length = _check_max_length(model_max_length, "model_max_length")
         self.padding_side = _check_side("padding_side", padding_side)
         self.truncation_side = _check_side("truncation_side", truncation_side)
-        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.clean_up_tokenization_spaces = _check_flag("clean_up_tokenization_spaces", clean_up_tokenization_spaces)
         # one regex that finds any special token, longest first (so "<sep>" never loses to a prefix)
         specials = sorted(set(self.all_special_tokens), key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
@@ -364,6 +384,8 @@ class _Tokenizer:
         target = {None: 0, "longest": longest, "max_length": max_length}[padding]
         if padding is not None and pad_to_multiple_of and target % pad_to_multiple_of:
             target += pad_to_multiple_of - target % pad_to_multiple_of
+        if padding is not None:
+            _check_padding_fits(len(examples), target, len(examples[0]) + 1 if examples else 1)
         examples = [self._pad(e, target, return_attention_mask) for e in examples]
         if return_length and not batched:
             examples[0]["length"] = len(examples[0]["input_ids"])
@@ -477,7 +499,9 @@ class XLNetTokenizer(_Tokenizer):
         import sentencepiece as spm
 
         self.vocab_file = str(vocab_file)
-        self.do_lower_case, self.remove_space, self.keep_accents = bool(do_lower_case), bool(remove_space), bool(keep_accents)
+        self.do_lower_case = _check_flag("do_lower_case", do_lower_case)
+        self.remove_space = _check_flag("remove_space", remove_space)
+        self.keep_accents = _check_flag("keep_accents", keep_accents)
         self.sp_model_kwargs = dict(sp_model_kwargs or {})
         path = Path(vocab_file)
         if not path.is_file():
@@ -591,6 +615,9 @@ class XLNetTokenizer(_Tokenizer):
         return cls(path / "spiece.model", **{**config, **kwargs})
 
 
+_FLAGS = {"do_lower_case", "remove_space", "keep_accents", "lower_case", "clean_up_tokenization_spaces"}
+
+
 def _read_config(path: Path, keys) -> dict:
     "The known keys of `path/tokenizer_config.json` (transformers' token dicts reduced to their text)."
     file = path / "tokenizer_config.json"
@@ -607,6 +634,9 @@ def _read_config(path: Path, keys) -> dict:
         return v["content"] if isinstance(v, dict) and "content" in v else v
 
     config = {k: text(raw[k]) for k in keys if k in raw}
+    for k in _FLAGS & set(config):
+        if not isinstance(config[k], bool):
+            raise ValueError(f"{file}: {k} must be true or false (a JSON boolean), got {config[k]!r}")
     if "additional_special_tokens" in config:
         config["additional_special_tokens"] = [text(v) for v in config["additional_special_tokens"]]
     if isinstance(config.get("model_max_length"), int) and config["model_max_length"] > 10**18:
@@ -659,7 +689,8 @@ class TransfoXLTokenizer(_Tokenizer):
         if delimiter is not None and not isinstance(delimiter, str):
             raise TypeError(f"delimiter must be None (WikiText rules), '' (characters) or a str, got {delimiter!r}")
         self.special = list(special or [])
-        self.min_freq, self.max_size, self.lower_case, self.delimiter = min_freq, max_size, bool(lower_case), delimiter
+        self.min_freq, self.max_size, self.delimiter = min_freq, max_size, delimiter
+        self.lower_case = _check_flag("lower_case", lower_case)
         self.vocab_file, self.language = vocab_file, language
         self.counter = collections.Counter()
         self._init_common(special=dict(unk_token=unk_token, eos_token=eos_token),

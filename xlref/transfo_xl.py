@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .adaptive import AdaptiveEmbedding, ProjectedAdaptiveLogSoftmax
-from .hub import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_inputs, check_mems
+from .hub import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems
 from .memory import causal_can_attend, update_mems
 from .positions import PositionalEmbedding, rel_shift, transfo_xl_pos_seq
 
@@ -28,6 +28,7 @@ __all__ = ['TransfoXLConfig', 'RelPartialLearnableMultiHeadAttn', 'PositionwiseF
 class TransfoXLConfig(XLRefConfig):
     "Configuration of Transformer-XL: the fields and defaults of transformers' TransfoXLConfig, validated."
     model_type = "transfo-xl"
+    extra_fields = ("proj_share_all_but_first", "tie_projs")   # an argument, and the list it defaults
     defaults = dict(
         vocab_size=267735,                # words in the vocabulary
         cutoffs=[20000, 40000, 200000],   # adaptive softmax cluster boundaries (notebook 05)
@@ -360,8 +361,11 @@ class TransfoXLModel(TransfoXLPreTrainedModel):
         bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
         if mems is None:
             mems = self.init_mems(bsz)
-        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model)
+        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
+                                                 dtype=self.dtype)
         klen = mlen + qlen
+        check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=klen, dtype=self.dtype, device=self.device,
+                             copies=4, model=type(self).__name__)
         head_masks = self._head_masks(head_mask)
 
         if inputs_embeds is not None:
@@ -433,6 +437,8 @@ def _check_shape(x: torch.Tensor, shape: tuple[int, ...], name: str = "labels") 
 def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100,
                    name: str = "labels") -> torch.Tensor:
     "Mean cross-entropy of logits (n, C) over the labels (n,) that count; 0 (attached to the graph) when none counts."
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold class indices (an integer tensor), got {labels.dtype}")
     counted = labels != ignore_index
     bad = counted & ((labels < 0) | (labels >= logits.shape[-1]))
     if bad.any():

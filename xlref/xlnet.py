@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_inputs, check_mems
+from .hub import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems
 from .memory import causal_can_attend, update_memory
 from .positions import rel_shift_bnij, xlnet_relative_positional_encoding
 from .transfo_xl import _masked_softmax
@@ -45,6 +45,7 @@ _SUMMARY_TYPES = ("last", "first", "mean", "cls_index", "attn")
 class XLNetConfig(XLRefConfig):
     "Configuration of XLNet: the fields and defaults of transformers' XLNetConfig, validated."
     model_type = "xlnet"
+    extra_fields = ("d_head", "use_cache")   # derived from d_model and n_head; the old name of use_mems_eval
     defaults = dict(
         vocab_size=32000,            # SentencePiece pieces
         d_model=1024,                # width of the hidden states
@@ -76,6 +77,7 @@ class XLNetConfig(XLRefConfig):
     )
 
     def __init__(self, **kwargs):
+        kwargs = self._unalias(kwargs)               # hidden_size -> d_model, ... (read below)
         if "use_cache" in kwargs:
             warnings.warn("use_cache is deprecated, use use_mems_eval (as in transformers)", FutureWarning, stacklevel=2)
             kwargs["use_mems_eval"] = kwargs.pop("use_cache")
@@ -358,7 +360,10 @@ class XLNetModel(XLNetPreTrainedModel):
 
         # ---- the boundary: validate, then batch-first HF conventions -> sequence-first, boolean masks
         bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
-        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model)
+        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
+                                                 dtype=self.dtype)
+        check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=mlen + qlen, dtype=self.dtype, device=self.device,
+                             copies=4 if target_mapping is None else 8, model=type(self).__name__)
         if self.bi_data and bsz % 2:
             raise ValueError(f"bi_data runs the first half of the batch forwards and the second half backwards: "
                              f"the batch size must be even, got {bsz}")
@@ -375,6 +380,9 @@ class XLNetModel(XLNetPreTrainedModel):
                     target_mapping.shape[0] != bsz or target_mapping.shape[2] != qlen or target_mapping.shape[1] < 1:
                 raise ValueError(f"target_mapping must be (batch={bsz}, num_predict >= 1, length={qlen}), got shape "
                                  f"{tuple(getattr(target_mapping, 'shape', ()))}")
+            if not bool(((target_mapping == 0) | (target_mapping == 1)).all()):
+                raise ValueError("target_mapping must hold only 0 and 1 (row k is one-hot at the k-th target's "
+                                 "position, or all zero), got other values")
             target_mapping = target_mapping.to(self.dtype)
         seg_mismatch = None
         if token_type_ids is not None:
@@ -416,7 +424,8 @@ class XLNetModel(XLNetPreTrainedModel):
                                               query_can_attend=query_can, seg_mismatch=seg_mismatch,
                                               mems=None if mems is None else mems[i], target_mapping=target_mapping,
                                               head_mask=head_masks[i])
-            attentions.append(probs)
+            if output_attentions:                        # kept only when asked for: (b, n, i, j) per layer
+                attentions.append(probs)
         hidden_states.append((output_h, output_g))
         output = self.dropout(output_g if output_g is not None else output_h).transpose(0, 1)  # (bsz, m or qlen, h)
 
