@@ -641,3 +641,34 @@ def test_xlnet_keeps_attention_probabilities_only_when_asked(xlnet):
         assert kept and all(r() is None for r in kept)                       # none survives
         out_att = xlnet(torch.ones(1, 6, dtype=torch.long), output_attentions=True)
     assert len(out_att.attentions) == 2 and out.attentions is None
+
+
+_PEAK = """
+import resource, sys, warnings, torch
+warnings.simplefilter("ignore")
+torch.manual_seed(0)
+kw = dict(vocab_size=100, d_model=64, n_layer=2, n_head=4, d_inner=128, mem_len=None)
+if sys.argv[1] == "transformers":
+    import transformers
+    model = transformers.XLNetModel(transformers.XLNetConfig(**kw)).eval()
+else:
+    from xlref import XLNetConfig, XLNetModel
+    model = XLNetModel(XLNetConfig(**kw)).eval()
+ids = torch.randint(0, 100, (1, int(sys.argv[2])))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    model(ids, use_mems=False)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_a_long_xlnet_input_needs_no_more_memory_than_in_transformers():
+    "4,000 tokens (each score tensor 256 MB): the forward's peak memory is at most transformers 4.35's."
+    peaks = {}
+    for which in ("transformers", "xlref"):
+        run = subprocess.run([sys.executable, "-c", _PEAK, which, "4000"], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        peaks[which] = int(run.stdout.split()[-1])
+    print({k: f"{v / 2**20:.0f} MiB" for k, v in peaks.items()})
+    assert peaks["xlref"] <= 1.05 * peaks["transformers"], peaks

@@ -151,14 +151,14 @@ class XLNetRelativeAttention(nn.Module):
         "q_head (i, b, n, d); k_head_h, v_head_h (j, b, n, d); k_head_r (p, b, n, d); seg_mismatch (b, i, j) bool; can_attend broadcastable to (b, n, i, j). Returns attn_vec (i, b, n, d), attn_prob (b, n, i, j)."
         ac = torch.einsum("ibnd,jbnd->bnij", q_head + self.r_w_bias, k_head_h)  # (b, n, i, j) content terms (a)+(c)
         bd = torch.einsum("ibnd,pbnd->bnip", q_head + self.r_r_bias, k_head_r)  # (b, n, i, p) position terms (b)+(d)
-        bd = rel_shift_bnij(bd, klen=ac.shape[3])                                # (b, n, i, j)
-        if seg_mismatch is None:
-            ef = 0
-        else:
+        attn_score = ac.add_(rel_shift_bnij(bd, klen=ac.shape[3]))              # (b, n, i, j) ac + bd, in place
+        del ac, bd                                                               # (memory: one (b, n, i, j) score)
+        if seg_mismatch is not None:
             ef = torch.einsum("ibnd,snd->bnis", q_head + self.r_s_bias, self.seg_embed)   # (b, n, i, 2)
-            ef = torch.where(seg_mismatch[:, None], ef[..., 1:], ef[..., :1])             # (b, n, i, j)
-        attn_score = (ac + bd + ef) * self.scale
+            attn_score.add_(torch.where(seg_mismatch[:, None], ef[..., 1:], ef[..., :1]))  # + ef, (b, n, i, j)
+        attn_score.mul_(self.scale)
         attn_prob = self.dropout(_masked_softmax(attn_score, can_attend))               # (b, n, i, j)
+        del attn_score
         if head_mask is not None:
             attn_prob = attn_prob * head_mask                                            # head_mask (1, n, 1, 1)
         attn_vec = torch.einsum("bnij,jbnd->ibnd", attn_prob, v_head_h)                  # (i, b, n, d)
