@@ -4,6 +4,7 @@ Modules:
 
 - `xlref.adaptive`: Words grouped into clusters by frequency, smaller vectors for rarer words, projections to the model width, and a softmax that pays for a rare cluster only when it is needed; with its cost against a full softmax.
 - `xlref.datasets`: The text the course reads, shipped inside the package with its licences, checked against a published digest on every read, with the standard splits, a folder for bigger corpora, and a download that never half-writes a file.
+- `xlref.generate`: Greedy search, sampling and beam search for both language models, as transformers 4.35's `generate` does them: Transformer-XL one token a step with its memory, XLNet through a hidden placeholder and the query stream, and the padding-text trick for XLNet's short prompts.
 - `xlref.heads`: The task heads on top of `XLNetModel`: the tied language-model head, sequence summary (every `summary_type`, `attn` included), sequence classification, multiple choice, token classification, and both question-answering heads; each checked against transformers 4.35 and trained on a small task that shows it learns.
 - `xlref.hub`: Configurations that round-trip through `config.json`, state-dict keys identical to Hugging Face's, and `from_pretrained` / `save_pretrained` that exchange checkpoints with `transformers==4.35.0` in both directions.
 - `xlref.memory`: Memory as cached hidden states: the update rule, the stop-gradient, the causal mask with memory and with `same_length`, the receptive field growing one segment per layer, and why evaluation with memory is cheap.
@@ -27,6 +28,7 @@ from .transfo_xl import TransfoXLConfig, TransfoXLForSequenceClassification, Tra
 from .xlnet import XLNetConfig, XLNetModel
 from .heads import (XLNetForMultipleChoice, XLNetForQuestionAnswering, XLNetForQuestionAnsweringSimple,
                          XLNetForSequenceClassification, XLNetForTokenClassification, XLNetLMHeadModel)
+import xlref.generate  # gives both language models their generate() (notebook 14)
 
 __all__ = [
     "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "TransfoXLConfig", "TransfoXLForSequenceClassification",
