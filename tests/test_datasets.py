@@ -469,3 +469,15 @@ def test_a_copy_with_nothing_beside_it_passes_the_data_reading_tests_and_noteboo
     skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
     assert all("XLREF_XLNET_SPIECE" in line for line in skips), skips    # only the public checkpoint's test may skip
     assert not (tmp_path / "alone" / "shared").exists()
+
+
+def test_downloaded_files_follow_the_umask(server, tmp_path):
+    "Written through a temporary file, a download still gets the usual permissions (not mkstemp's 0600)."
+    www, base = server
+    (www / "input.txt").write_bytes(SHAKESPEARE)
+    old = os.umask(0o022)
+    try:
+        got = download("tiny_shakespeare", tmp_path / "data", url=f"{base}/input.txt", timeout=5)
+    finally:
+        os.umask(old)
+    assert got.stat().st_mode & 0o777 == 0o644

@@ -11,9 +11,11 @@ digest. Defined in `notebooks/04a_datasets.ipynb`."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import http.client
 import os
+import secrets
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['CORPORA', 'Corpus', 'info', 'ChecksumError', 'file_digest', 'path', 'load', 'download']
+__all__ = ['CORPORA', 'Corpus', 'info', 'ChecksumError', 'file_digest', 'path', 'load', 'write_files_atomically', 'download']
 
 # %% ../notebooks/04a_datasets.ipynb #d53444aa
 @dataclasses.dataclass(frozen=True)
@@ -198,17 +200,35 @@ def _fetch(url: str, out, *, timeout: float, what: str) -> None:
             f"file from a machine that is online, then pass data_dir= or set XLREF_DATA to its folder.") from e
 
 
-def _write_whole(target: Path, data: bytes) -> None:
-    "Write `data` to `target` through a temporary file in the same folder: `target` is whole or untouched."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+def write_files_atomically(folder: Path, files: dict[str, bytes], *, stale=()) -> None:
+    """Write every file of `files` ({name: bytes}) into `folder` so that a failure changes nothing: each goes
+    to a temporary name beside its target first, and only when all are written are they renamed into place.
+    New files get the usual permissions (0666 less the umask). Then the `stale` names (files an earlier write
+    left that would now mislead a reader) are removed. Used again for checkpoints (notebook 12)."""
+    folder = Path(folder)
+    temps: dict[str, Path] = {}
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} exists and is not a directory")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)      # the umask applies
+            temps[name] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for name, tmp in temps.items():
+            os.replace(tmp, folder / name)
+    except OSError as e:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        reason = e.strerror or str(e)
+        raise OSError(e.errno, f"could not save {sorted(files)} in {folder}: {reason}; what was there is unchanged") from e
+    for name in stale:
+        if name not in files and (folder / name).is_file():
+            (folder / name).unlink()
 
 
 def download(name: str, dest: str | os.PathLike, *, url: str | None = None, timeout: float = 30.0,
@@ -242,7 +262,7 @@ def download(name: str, dest: str | os.PathLike, *, url: str | None = None, time
         if corpus.member is None:
             data = raw.read()
             _check(corpus, target, data, fix=f"The download from {source} is not the published file; nothing was written.")
-            _write_whole(target, data)
+            write_files_atomically(target.parent, {target.name: data})
             return target
         digest, size = hashlib.sha256(), 0
         for chunk in iter(lambda: raw.read(_CHUNK), b""):
@@ -261,6 +281,9 @@ def download(name: str, dest: str | os.PathLike, *, url: str | None = None, time
         fix = f"The archive from {source} holds another version; nothing was written."
         for c, data in found:                           # check every file before writing any
             _check(c, dest / c.file, data, fix=fix)
-        for c, data in found:
-            _write_whole(dest / c.file, data)
+        by_folder: dict[Path, dict[str, bytes]] = {}
+        for c, data in found:                           # then write them all, whole or none, folder by folder
+            by_folder.setdefault((dest / c.file).parent, {})[Path(c.file).name] = data
+        for folder, files in by_folder.items():
+            write_files_atomically(folder, files)
     return target

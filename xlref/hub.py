@@ -28,10 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .datasets import write_files_atomically   # whole files or none (notebook 04a)
+
 # %% auto #0
 __all__ = ['CONFIG_NAME', 'SAFE_WEIGHTS_NAME', 'WEIGHTS_NAME', 'SHIPPED_CHECKPOINTS', 'XLRefConfig', 'ModelOutput', 'hub_offline',
-           'resolve_checkpoint', 'load_state_dict_file', 'write_files_atomically', 'remove_aliases',
-           'XLRefPreTrainedModel', 'check_inputs', 'check_mems', 'check_attention_fits']
+           'resolve_checkpoint', 'load_state_dict_file', 'remove_aliases', 'XLRefPreTrainedModel', 'check_inputs',
+           'check_mems', 'check_attention_fits']
 
 # %% ../notebooks/12_checkpoints.ipynb #3207e37b
 _COMMON_DEFAULTS: dict[str, Any] = dict(
@@ -461,37 +463,6 @@ def load_state_dict_file(folder: Path, *, use_safetensors: bool | None = None) -
             raise OSError(f"{file} does not hold a state dict of tensors")
         return state_dict
     raise FileNotFoundError(f"no {' or '.join(names)} in {folder}")
-
-
-def write_files_atomically(folder: Path, files: dict[str, bytes], *, stale=()) -> None:
-    """Write every file of `files` ({name: bytes}) into `folder` so that a failure changes nothing: each goes
-    to a temporary name beside its target first, and only when all are written are they renamed into place
-    (then the `stale` names, files a previous save left that would now mislead a reader, are removed).
-    New files get the usual permissions (0666 less the umask)."""
-    folder = Path(folder)
-    temps: dict[str, Path] = {}
-    try:
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{folder} exists and is not a directory")
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            temps[name] = tmp
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for name, tmp in temps.items():
-            os.replace(tmp, folder / name)
-        for name in stale:
-            if name not in files and (folder / name).is_file():
-                (folder / name).unlink()
-    except OSError as e:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-        reason = e.strerror or str(e)
-        raise OSError(e.errno, f"could not save {sorted(files)} in {folder}: {reason}; what was there is unchanged") from e
 
 
 def _storage_key(t: torch.Tensor):
