@@ -285,3 +285,52 @@ def test_xlnet_bad_arguments_are_refused_by_name(kwargs, match):
     ours, _ = xlnet_twin()
     with pytest.raises(ValueError, match=match):
         ours.generate(torch.tensor([[7, 8, 9]]), max_new_tokens=3, **kwargs)
+
+
+def test_sampling_scores_are_recorded_after_the_warpers_as_in_transformers(txl_pair):
+    ours, theirs = txl_pair
+    ids = torch.randint(0, 60, (2, 4), generator=torch.Generator().manual_seed(8))
+    kwargs = dict(do_sample=True, max_new_tokens=5, top_k=4, temperature=0.7, output_scores=True,
+                  return_dict_in_generate=True)
+    torch.manual_seed(8)
+    a = ours.generate(ids, **kwargs)
+    torch.manual_seed(8)
+    b = hf_generate(theirs, ids, **kwargs)
+    assert torch.equal(a.sequences, b.sequences)
+    for x, y in zip(a.scores, b.scores):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+        assert x.isinf().sum(-1).tolist() == [60 - 4] * 2                   # top-k applied to what is recorded
+
+
+def test_a_ban_whose_prefix_is_the_whole_row_applies_where_4_35_skips_it(txl_pair):
+    ours, theirs = txl_pair
+    ids = torch.tensor([[7]])
+    kwargs = dict(max_new_tokens=1, output_scores=True, return_dict_in_generate=True, bad_words_ids=[[7, 9]])
+    assert ours.generate(ids, **kwargs).scores[0][0, 9] == -float("inf")
+    assert hf_generate(theirs, ids, **kwargs).scores[0][0, 9] > -float("inf")     # 4.35: len(ban) > len(row), skipped
+
+
+def test_right_padding_is_refused():
+    ours, _ = xlnet_twin()
+    with pytest.raises(ValueError, match="must pad on the left"):
+        ours.generate(torch.tensor([[7, 8, 9]]), attention_mask=torch.tensor([[1, 1, 0]]), use_mems=False, max_new_tokens=2)
+
+
+def test_use_cache_is_xlnets_old_name_for_use_mems():
+    ours, _ = xlnet_twin()
+    ids = torch.tensor([[7, 8, 9]])
+    with pytest.warns(FutureWarning, match="use_cache is deprecated"):
+        a = ours.generate(ids, max_new_tokens=3, use_cache=False)
+    assert torch.equal(a, ours.generate(ids, max_new_tokens=3, use_mems=False))
+
+
+def test_unsupported_settings_in_the_config_are_refused_not_ignored(txl_pair):
+    ours, _ = txl_pair
+    ours.config.no_repeat_ngram_size = 3                                    # transformers would apply it
+    try:
+        with pytest.raises(ValueError, match="config: no_repeat_ngram_size=3 is not supported"):
+            ours.generate(torch.ones(1, 3, dtype=torch.long), max_new_tokens=2)
+        ours.config.no_repeat_ngram_size = 0                                 # the neutral value is fine
+        ours.generate(torch.ones(1, 3, dtype=torch.long), max_new_tokens=2, logits_processor=None, constraints=[])
+    finally:
+        del ours.config.no_repeat_ngram_size

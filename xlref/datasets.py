@@ -45,7 +45,6 @@ class Corpus:
 
 _WT = "WikiText (Merity et al. 2016), CC BY-SA (the licence of the Wikipedia text it comes from)"
 _PYEX = "https://raw.githubusercontent.com/pytorch/examples/77f55b912142e11fcfdf5b530231fb9c52f181e8/word_language_model/data/wikitext-2/"
-_WT2_ZIP, _WT2_ZIP_SHA = "https://wikitext.smerity.com/wikitext-2-v1.zip", "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c"
 _WT103_ZIP, _WT103_ZIP_SHA = "https://wikitext.smerity.com/wikitext-103-v1.zip", "242ba0f20b329cfdf1ccc61e9e9e5b59becf189db7f7a81cd2a0e2fc31539590"
 
 CORPORA = {c.name: c for c in [
@@ -201,8 +200,9 @@ def _fetch(url: str, out, *, timeout: float, what: str) -> None:
 
 
 def write_files_atomically(folder: Path, files: dict[str, bytes], *, stale=()) -> None:
-    """Write every file of `files` ({name: bytes}) into `folder` so that a failure changes nothing: each goes
-    to a temporary name beside its target first, and only when all are written are they renamed into place.
+    """Write every file of `files` ({name: bytes}) into `folder`, each whole or not at all: each goes to a
+    temporary name beside its target first, and only when all are written are they renamed into place, so a
+    failure while writing (a full disk, no permission) changes nothing; the renames come last, one per file.
     New files get the usual permissions (0666 less the umask). Then the `stale` names (files an earlier write
     left that would now mislead a reader) are removed. Used again for checkpoints (notebook 12)."""
     folder = Path(folder)

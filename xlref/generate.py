@@ -25,14 +25,15 @@ __all__ = ['apply_repetition_penalty', 'ban_bad_words', 'top_k_filter', 'top_p_f
 
 # %% ../notebooks/14_generation.ipynb #544446e5
 def apply_repetition_penalty(scores: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    "CTRL's penalty (Keskar et al. 2019): the score of every token already in the row is divided by `penalty` (multiplied if < 0)."
+    "CTRL's penalty (Keskar et al. 2019): every token already in the row has its score divided by `penalty`; transformers multiplies negative scores instead, and so does xlref."
     seen = torch.gather(scores, 1, input_ids)                                   # (b, len) scores of the tokens so far
     seen = torch.where(seen < 0, seen * penalty, seen / penalty)
     return scores.scatter(1, input_ids, seen)
 
 
 def ban_bad_words(scores: torch.Tensor, input_ids: torch.Tensor, bad_words_ids: list[list[int]]) -> torch.Tensor:
-    "A banned sequence's last token gets -inf wherever the row ends with the rest of it (a one-token ban: always)."
+    """A banned sequence's last token gets -inf wherever the row ends with the rest of it (a one-token ban: always).
+    transformers 4.35 also skips a ban whose prefix is exactly the whole row; xlref does not."""
     banned = torch.zeros_like(scores, dtype=torch.bool)                         # (b, V)
     for words in bad_words_ids:
         *prefix, last = words
@@ -54,8 +55,8 @@ def top_k_filter(scores: torch.Tensor, top_k: int, min_keep: int = 1) -> torch.T
 
 
 def top_p_filter(scores: torch.Tensor, top_p: float, min_keep: int = 1) -> torch.Tensor:
-    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of tokens whose probabilities add up to
-    more than `top_p`, -inf elsewhere. Sorted ascending, a token goes when the mass below and at it is <= 1 - top_p."""
+    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of most probable tokens whose probabilities
+    add up to at least `top_p`, -inf elsewhere. Sorted ascending, a token goes when the mass up to it is <= 1 - top_p."""
     ascending, order = torch.sort(scores, descending=False)
     mass = ascending.softmax(dim=-1).cumsum(dim=-1)                           # (b, V) mass up to each token
     drop = mass <= 1 - top_p
@@ -75,6 +76,13 @@ _UNSUPPORTED = dict(no_repeat_ngram_size=0, num_beam_groups=1, diversity_penalty
                     suppress_tokens=None, begin_suppress_tokens=None, exponential_decay_length_penalty=None,
                     renormalize_logits=False, remove_invalid_values=False, min_new_tokens=None,
                     max_time=None, output_attentions=False, output_hidden_states=False, synced_gpus=False)
+
+
+# the ones that change the tokens: refused in a model's config.json too (transformers would apply them)
+_CHANGES_TOKENS = {"no_repeat_ngram_size", "num_beam_groups", "diversity_penalty", "typical_p", "epsilon_cutoff",
+                   "eta_cutoff", "penalty_alpha", "forced_bos_token_id", "forced_eos_token_id", "sequence_bias",
+                   "guidance_scale", "suppress_tokens", "begin_suppress_tokens", "exponential_decay_length_penalty",
+                   "renormalize_logits", "remove_invalid_values", "min_new_tokens"}
 
 
 @dataclasses.dataclass
@@ -125,14 +133,19 @@ def _check_settings(s: dict, *, vocab_size: int) -> None:
 # %% ../notebooks/14_generation.ipynb #9b397750
 def _settings(model, given: dict, unsupported: dict) -> dict:
     "Each setting: the argument if given, else the model config's value, else transformers' default; all checked."
-    for key, value in unsupported.items():
+    c = model.config
+    for key in unsupported:
         if key not in _UNSUPPORTED:
             raise TypeError(f"generate() got an unexpected keyword argument {key!r}")
-        if value != _UNSUPPORTED[key]:
-            raise ValueError(f"generate({key}={value!r}) is not supported by xlref (it implements greedy search, "
+    for key, neutral in _UNSUPPORTED.items():          # given, or set in the model's config.json
+        in_config = key in _CHANGES_TOKENS and getattr(c, key, None) is not None
+        if key not in unsupported and not in_config:
+            continue
+        value, where = (unsupported[key], "generate") if key in unsupported else (getattr(c, key), "config")
+        if value is not None and value != neutral and not (isinstance(value, (list, tuple)) and not value):
+            raise ValueError(f"{where}: {key}={value!r} is not supported by xlref (it implements greedy search, "
                              "sampling with temperature / top_k / top_p, beam search, repetition_penalty, "
                              "bad_words_ids, min_length)")
-    c = model.config
     s = {k: given[k] if given.get(k) is not None else getattr(c, k, None) if getattr(c, k, None) is not None else d
          for k, d in _DEFAULTS.items()}
     for k in ("eos_token_id", "pad_token_id"):
@@ -184,14 +197,15 @@ def _transfo_xl_step(model, input_ids, state: dict):
 def _transfo_xl_reorder(state: dict, rows: torch.Tensor) -> None:
     state["mems"] = [m.index_select(1, rows) for m in state["mems"]]              # (mlen, b, d): batch is axis 1
 
-# %% ../notebooks/14_generation.ipynb #3a8572f0
-_XLNET_OFFSET = 2   # transformers 4.35 recomputes the newest two tokens at every cached step
+# %% ../notebooks/14_generation.ipynb #fa481ed3
+_XLNET_OFFSET = 2   # a cached step drops the memory's newest two entries (the previous token, the old placeholder)
 
 
 def xlnet_step_inputs(input_ids: torch.Tensor, *, cached: bool, attention_mask: torch.Tensor | None = None) -> dict:
     """The inputs of one XLNet generation step (transformers 4.35's scheme): a placeholder appended at the
     end, which no position may see (`perm_mask[:, :, -1] = 1`) and which is the only target
-    (`target_mapping` one-hot at the end). Cached, only the last two tokens and the placeholder are fed."""
+    (`target_mapping` one-hot at the end). Cached, only the last two tokens and the placeholder are fed: the
+    token before the newest is recomputed, the newest computed for the first time."""
     ids = input_ids[:, -_XLNET_OFFSET:] if cached else input_ids
     b = ids.shape[0]
     ids = torch.cat([ids, ids.new_zeros(b, 1)], dim=1)                          # (b, n + 1): the placeholder, id 0
@@ -233,13 +247,13 @@ def _sample_or_greedy(model, input_ids, s, step, state, *, max_length, generator
     unfinished = input_ids.new_ones(input_ids.shape[0])
     while True:
         scores = _process(step(model, input_ids, state), input_ids, s, cur_len=input_ids.shape[1])
-        if scores_out is not None:
-            scores_out.append(scores)
         if s["do_sample"]:
-            probs = _warp(scores, s).softmax(dim=-1)
-            next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            scores = _warp(scores, s)                                          # (recorded warped, as 4.35)
+            next_tokens = torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
         else:
             next_tokens = scores.argmax(dim=-1)
+        if scores_out is not None:
+            scores_out.append(scores)
         if s["eos"]:
             next_tokens = next_tokens * unfinished + s["pad_token_id"] * (1 - unfinished)   # ended rows: padding
         input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=1)
@@ -252,7 +266,8 @@ def _sample_or_greedy(model, input_ids, s, step, state, *, max_length, generator
 
 
 class _Hypotheses:
-    "The best finished sequences of one prompt, scored sum of log-probs / length ** length_penalty (as 4.35)."
+    """The best finished sequences of one prompt, scored sum of log-probs / length ** length_penalty, the length
+    counting the prompt too (as 4.35; later transformers count the generated tokens only)."""
     def __init__(self, num_beams: int, length_penalty: float, early_stopping, max_length: int):
         self.num_beams, self.length_penalty, self.early_stopping, self.max_length = num_beams, length_penalty, early_stopping, max_length
         self.beams, self.worst = [], 1e9
@@ -269,7 +284,8 @@ class _Hypotheses:
                 self.worst = min(score, self.worst)
 
     def done(self, best_sum_logprobs: float, cur_len: int) -> bool:
-        "Enough finished sequences, and no running beam can still beat the worst of them."
+        """Enough finished sequences, and (4.35's heuristic, early_stopping=False) the best running beam, scored
+        at today's length, does not beat the worst of them; a longer beam could, which "never" allows for."""
         if len(self.beams) < self.num_beams:
             return False
         if self.early_stopping is True:
@@ -360,6 +376,9 @@ def _prompt(model, input_ids, attention_mask):
             raise ValueError(f"attention_mask must be a 0/1 tensor of shape {tuple(input_ids.shape)} (1 = a real token)")
         if bool(attention_mask.all()):
             attention_mask = None                                              # nothing to hide
+        elif bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
+            raise ValueError("attention_mask must pad on the left (zeros before the prompt): new tokens follow the "
+                             "last position, so a right-padded row would continue after its padding")
     return input_ids.long(), attention_mask
 
 
@@ -384,7 +403,14 @@ def generate(self, input_ids: torch.Tensor = None, *, attention_mask=None, max_l
     `target_mapping`; `use_mems=True` (the config's default) reuses the memory as transformers 4.35 does,
     `use_mems=False` recomputes every step exactly; `attention_mask` is honoured (4.35 ignores it) and needs
     `use_mems=False`; `padding_text` (token ids) is put before every prompt and taken out of the output and
-    of the length accounting."""
+    of the length accounting.
+
+    Unlike 4.35, which warns and goes on, xlref refuses `max_length` no longer than the prompt and
+    `max_length` with `max_new_tokens`; it bans a word whose prefix is exactly the whole context
+    (4.35 skips it), and reads `attention_mask` for XLNet (4.35 drops it)."""
+    if "use_cache" in unsupported and isinstance(self, XLNetLMHeadModel):
+        warnings.warn("use_cache is deprecated, use use_mems (as in transformers)", FutureWarning, stacklevel=2)
+        use_mems = unsupported.pop("use_cache") if use_mems is None else use_mems
     was_training = self.training
     self.eval()
     try:
