@@ -232,3 +232,15 @@ def test_shift_errors():
         rel_shift_naive(torch.zeros(4, 3), klen=3, first_distance=2)
     with pytest.raises(ValueError, match="at least 2 dims"):
         rel_shift_naive(torch.zeros(3), klen=3, first_distance=2)
+
+
+def test_hf_bi_data_with_a_batch_of_one_returns_an_empty_output():
+    "Pinned: 4.35 XLNetModel with bi_data and one row builds zero position rows and returns (0, len, d) silently."
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import transformers
+        model = transformers.XLNetModel(transformers.XLNetConfig(vocab_size=20, d_model=8, n_layer=1, n_head=2,
+                                                                  d_inner=16, bi_data=True)).eval()
+        out = model(torch.ones(1, 4, dtype=torch.long)).last_hidden_state
+    assert tuple(out.shape) == (0, 4, 8)
