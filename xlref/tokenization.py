@@ -1,7 +1,7 @@
 """XLNet's SentencePiece tokenizer and Transformer-XL's word-level tokenizer, rebuilt, checked against transformers 4.35, and a vocabulary loader that cannot run code.
 
 Implements the input pipelines of Yang et al. (2019), *XLNet* (a SentencePiece unigram vocabulary,
-the `A <sep> B <sep> <cls>` layout with segment ids and left padding of zihangdai/xlnet), and of
+the `A <sep> B <sep> <cls>` layout with segment ids of zihangdai/xlnet and transformers' left padding), and of
 Dai et al. (2019), *Transformer-XL* (the word-level WikiText-103 vocabulary of kimiyoung/transformer-xl,
 fed to an adaptive softmax), with the methods of transformers 4.35's slow `XLNetTokenizer` and
 `TransfoXLTokenizer`. Pickled vocabularies are read by a restricted unpickler. Defined in
