@@ -31,7 +31,7 @@ __all__ = ['XLNetConfig', 'XLNetRelativeAttention', 'xlnet_can_attend', 'xlnet_s
 
 # %% ../notebooks/09_xlnet.ipynb #57e43d9c
 _ACTIVATIONS = {
-    "gelu": F.gelu,                                          # exact (erf) GELU, transformers' "gelu"
+    "gelu": F.gelu,                                          # exact (erf) GELU, transformers' "gelu"; not the original's
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),     # the tanh approximation of the original code
     "relu": F.relu,
     "silu": F.silu,
@@ -53,12 +53,12 @@ class XLNetConfig(XLRefConfig):
         n_head=16,                   # attention heads (d_head = d_model // n_head)
         d_inner=4096,                # width of the feed-forward layer
         ff_activation="gelu",        # feed-forward activation
-        untie_r=True,                # kept for compatibility: every layer has its own u, v, s (as transformers)
+        untie_r=True,                # accepted, ignored: every layer has its own biases (as transformers); the original can tie them
         attn_type="bi",              # "bi" (XLNet) or "uni" (causal, Transformer-XL-like)
         initializer_range=0.02,      # std of the normal initialisation
         layer_norm_eps=1e-12,
         dropout=0.1,
-        mem_len=512,                 # positions kept in memory per layer (None or 0: all, as transformers)
+        mem_len=512,                 # positions kept in memory per layer (None or 0: all, as transformers; the original: none)
         reuse_len=None,              # only the first reuse_len positions of a segment go to memory
         use_mems_eval=True,          # forward returns new mems by default in eval mode
         use_mems_train=False,        # ... and in train mode
@@ -141,7 +141,7 @@ class XLNetRelativeAttention(nn.Module):
         shape = (c.d_model, c.n_head, c.d_head)
         self.q, self.k, self.v, self.o, self.r = (nn.Parameter(torch.zeros(shape)) for _ in range(5))
         self.r_r_bias = nn.Parameter(torch.zeros(c.n_head, c.d_head))   # v: position bias
-        self.r_s_bias = nn.Parameter(torch.zeros(c.n_head, c.d_head))   # b: segment bias
+        self.r_s_bias = nn.Parameter(torch.zeros(c.n_head, c.d_head))   # beta: segment bias
         self.r_w_bias = nn.Parameter(torch.zeros(c.n_head, c.d_head))   # u: content bias
         self.seg_embed = nn.Parameter(torch.zeros(2, c.n_head, c.d_head))  # s_+ (same), s_- (different)
         self.layer_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
@@ -165,25 +165,25 @@ class XLNetRelativeAttention(nn.Module):
         return attn_vec, attn_prob
 
     def post_attention(self, h, attn_vec):
-        "Output projection, dropout, residual and layer norm: h (i, b, h), attn_vec (i, b, n, d) -> (i, b, h)."
-        attn_out = torch.einsum("ibnd,hnd->ibh", attn_vec, self.o)  # (i, b, h)
+        "Output projection, dropout, residual and layer norm: h (i, b, d_model), attn_vec (i, b, n, d) -> (i, b, d_model)."
+        attn_out = torch.einsum("ibnd,end->ibe", attn_vec, self.o)  # (i, b, d_model)
         return self.layer_norm(self.dropout(attn_out) + h)
 
     def forward(self, h, g, *, r, content_can_attend=None, query_can_attend=None, seg_mismatch=None, mems=None,
                 target_mapping=None, head_mask=None):
-        "h (qlen, b, h) content stream; g (m, b, h) query stream or None; r (P, b, h) relative position embeddings; mems (mlen, b, h) or None; target_mapping (b, m, qlen) or None. Returns (h', g', (prob_h, prob_g))."
-        cat = h if mems is None else torch.cat([mems, h], dim=0)          # (klen, b, h): keys and values
-        k_head_h = torch.einsum("jbh,hnd->jbnd", cat, self.k)            # (klen, b, n, d)
-        v_head_h = torch.einsum("jbh,hnd->jbnd", cat, self.v)            # (klen, b, n, d)
-        k_head_r = torch.einsum("pbh,hnd->pbnd", r.to(self.r.dtype), self.r)  # (P, b, n, d)
-        q_head_h = torch.einsum("ibh,hnd->ibnd", h, self.q)              # (qlen, b, n, d)
+        "h (qlen, b, d_model) content stream; g (m, b, d_model) query stream or None; r (P, b, d_model) relative position embeddings; mems (mlen, b, d_model) or None; target_mapping (b, m, qlen) or None. Returns (h', g', (prob_h, prob_g))."
+        cat = h if mems is None else torch.cat([mems, h], dim=0)          # (klen, b, d_model): keys and values
+        k_head_h = torch.einsum("jbe,end->jbnd", cat, self.k)            # (klen, b, n, d)
+        v_head_h = torch.einsum("jbe,end->jbnd", cat, self.v)            # (klen, b, n, d)
+        k_head_r = torch.einsum("pbe,end->pbnd", r.to(self.r.dtype), self.r)  # (P, b, n, d)
+        q_head_h = torch.einsum("ibe,end->ibnd", h, self.q)              # (qlen, b, n, d)
         vec_h, prob_h = self.rel_attn_core(q_head_h, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
                                            can_attend=content_can_attend, head_mask=head_mask)
         output_h = self.post_attention(h, vec_h)
         if g is None:
             return output_h, None, (prob_h, None)
         # the query stream: same projections, its own queries, the content stream's keys and values
-        q_head_g = torch.einsum("mbh,hnd->mbnd", g, self.q)              # (m, b, n, d)
+        q_head_g = torch.einsum("mbe,end->mbnd", g, self.q)              # (m, b, n, d)
         if target_mapping is not None:
             q_head_g = torch.einsum("mbnd,bmi->ibnd", q_head_g, target_mapping)  # (qlen, b, n, d): each at its target
         vec_g, prob_g = self.rel_attn_core(q_head_g, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
@@ -240,9 +240,9 @@ class XLNetFeedForward(nn.Module):
         self.activation_function = _ACTIVATIONS[config.ff_activation]
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        "inp (len, b, h) -> (len, b, h)."
+        "inp (len, b, d_model) -> (len, b, d_model)."
         out = self.dropout(self.activation_function(self.layer_1(inp)))  # (len, b, d_inner)
-        out = self.dropout(self.layer_2(out))                            # (len, b, h)
+        out = self.dropout(self.layer_2(out))                            # (len, b, d_model)
         return self.layer_norm(out + inp)
 
 
@@ -255,7 +255,7 @@ class XLNetLayer(nn.Module):
         self.ff = XLNetFeedForward(config)
 
     def forward(self, output_h, output_g, **attn_kwargs):
-        "output_h (qlen, b, h), output_g (m, b, h) or None; attn_kwargs as XLNetRelativeAttention. Returns (h, g, probs)."
+        "output_h (qlen, b, d_model), output_g (m, b, d_model) or None; attn_kwargs as XLNetRelativeAttention. Returns (h, g, probs)."
         output_h, output_g, probs = self.rel_attn(output_h, output_g, **attn_kwargs)
         return self.ff(output_h), (None if output_g is None else self.ff(output_g)), probs
 
@@ -326,7 +326,7 @@ class XLNetModel(XLNetPreTrainedModel):
         self.word_embedding = new_embeddings
 
     def cache_mem(self, curr_out: torch.Tensor, prev_mem: torch.Tensor | None) -> torch.Tensor:
-        "New memory of one layer: its input curr_out (qlen, b, h), cut to reuse_len, appended to prev_mem, last mem_len kept (None or 0: all), detached."
+        "New memory of one layer: its input curr_out (qlen, b, d_model), cut to reuse_len, appended to prev_mem, last mem_len kept (None or 0: all, as transformers; the original keeps none), detached."
         if self.reuse_len is not None and self.reuse_len > 0:
             curr_out = curr_out[: self.reuse_len]
         return update_memory(prev_mem, curr_out, mem_len=self.mem_len or None)
@@ -406,13 +406,13 @@ class XLNetModel(XLNetPreTrainedModel):
 
         # ---- the two streams' inputs, positions
         word_emb_k = inputs_embeds.transpose(0, 1) if inputs_embeds is not None else \
-            self.word_embedding(input_ids.transpose(0, 1))                           # (qlen, bsz, h)
+            self.word_embedding(input_ids.transpose(0, 1))                           # (qlen, bsz, d_model)
         output_h = self.dropout(word_emb_k)
         output_g = None
         if target_mapping is not None:
-            output_g = self.dropout(self.mask_emb.expand(target_mapping.shape[1], bsz, -1))  # (m, bsz, h)
+            output_g = self.dropout(self.mask_emb.expand(target_mapping.shape[1], bsz, -1))  # (m, bsz, d_model)
         pos_emb = xlnet_relative_positional_encoding(qlen, klen, d_model=self.d_model, bsz=bsz, attn_type=self.attn_type,
-                                                     bi_data=self.bi_data, clamp_len=self.clamp_len)  # (P, bsz, h)
+                                                     bi_data=self.bi_data, clamp_len=self.clamp_len)  # (P, bsz, d_model)
         pos_emb = self.dropout(pos_emb.to(device=output_h.device, dtype=output_h.dtype))
 
         new_mems, hidden_states, attentions = [], [], []
@@ -427,7 +427,7 @@ class XLNetModel(XLNetPreTrainedModel):
             if output_attentions:                        # kept only when asked for: (b, n, i, j) per layer
                 attentions.append(probs)
         hidden_states.append((output_h, output_g))
-        output = self.dropout(output_g if output_g is not None else output_h).transpose(0, 1)  # (bsz, m or qlen, h)
+        output = self.dropout(output_g if output_g is not None else output_h).transpose(0, 1)  # (bsz, m or qlen, d_model)
 
         two = output_g is not None
         hs = None
