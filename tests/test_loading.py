@@ -672,3 +672,21 @@ def test_a_long_xlnet_input_needs_no_more_memory_than_in_transformers():
         peaks[which] = int(run.stdout.split()[-1])
     print({k: f"{v / 2**20:.0f} MiB" for k, v in peaks.items()})
     assert peaks["xlref"] <= 1.05 * peaks["transformers"], peaks
+
+
+@pytest.mark.parametrize("which", ["transfo_xl", "xlnet"])
+def test_float64_models_run_with_masks(which):
+    "A float64 model (torch_dtype=torch.float64 is accepted) must run where a mask blocks keys, and agree with float32."
+    torch.manual_seed(0)
+    if which == "transfo_xl":
+        model = TransfoXLModel(tiny_transfo_xl()).eval()
+        kwargs = dict(mems=None)
+    else:
+        model = XLNetModel(tiny_xlnet()).eval()
+        kwargs = dict(attention_mask=torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
+    ids = torch.randint(1, 40, (2, 4))
+    with torch.no_grad():
+        single = model(ids, **kwargs).last_hidden_state
+        double = model.double()(ids, **kwargs).last_hidden_state
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, rtol=1e-4, atol=1e-5)

@@ -109,7 +109,8 @@ class TransfoXLConfig(XLRefConfig):
 def _masked_softmax(score: torch.Tensor, can_attend: torch.Tensor | None) -> torch.Tensor:
     "Softmax over the last axis of score (b, n, i, j), blocked entries (can_attend False, broadcast) set to the dtype's min first."
     if can_attend is not None and not bool(can_attend.all()):
-        score = score.float().masked_fill(~can_attend, torch.finfo(score.dtype).min).type_as(score)
+        work = score if score.dtype == torch.float64 else score.float()      # half precision: fill in float32
+        score = work.masked_fill(~can_attend, torch.finfo(score.dtype).min).type_as(score)
     return torch.softmax(score, dim=-1)
 
 
