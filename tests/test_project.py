@@ -247,3 +247,16 @@ def test_a_wheel_carries_the_corpora_and_their_licences(repo, tmp_path):
             if corpus.shipped:
                 assert file_digest(zf.read(member), corpus.digest[0]) == corpus.digest[1]
                 assert f"xlref/corpora/{corpus.file.split('/')[0]}/README.md" in names
+
+
+def test_every_notebook_links_to_its_neighbours_and_the_map(repo):
+    "Reading order is the file order: each notebook links back to the one before, on to the one after, and to 00."
+    found = notebooks(repo)
+    for k, path in enumerate(found):
+        text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+        links = set(re.findall(r"\]\(([0-9][0-9]\w*_\w+\.ipynb)\)", text))
+        if k > 0:
+            assert found[k - 1].name in links, f"{path.name} does not link back to {found[k - 1].name}"
+            assert "00_index.ipynb" in links, f"{path.name} does not link to the map"
+        if k + 1 < len(found):
+            assert found[k + 1].name in links, f"{path.name} does not link on to {found[k + 1].name}"
