@@ -151,7 +151,8 @@ class RelPartialLearnableMultiHeadAttn(nn.Module):
         r_head_k = self.r_net(r).view(r.shape[0], self.n_head, self.d_head)  # (j, n, d)
 
         ac = torch.einsum("ibnd,jbnd->bnij", q + self.r_w_bias, k)           # content + global content bias
-        bd = rel_shift(torch.einsum("ibnd,jnd->bnij", q + self.r_r_bias, r_head_k))  # position terms, aligned
+        bd = rel_shift(torch.einsum("ibnd,cnd->bnic", q + self.r_r_bias, r_head_k))  # position terms: distance
+                                                                              # column c (notebook 02), shifted to j
         attn_prob = _masked_softmax((ac + bd) * self.scale, can_attend)      # (b, n, i, j)
         attn_prob = self.dropatt(attn_prob)
         if head_mask is not None:
