@@ -690,3 +690,9 @@ def test_float64_models_run_with_masks(which):
         double = model.double()(ids, **kwargs).last_hidden_state
     assert double.dtype == torch.float64
     torch.testing.assert_close(double.float(), single, rtol=1e-4, atol=1e-5)
+
+
+def test_xlnet_untie_r_false_is_accepted_with_a_warning_not_in_silence():
+    with pytest.warns(UserWarning, match="untie_r=False is not implemented"):
+        config = tiny_xlnet(untie_r=False)
+    assert sum(k.endswith("rel_attn.r_w_bias") for k in XLNetModel(config).state_dict()) == 2   # per layer, as 4.35

@@ -78,6 +78,10 @@ class XLNetConfig(XLRefConfig):
 
     def __init__(self, **kwargs):
         kwargs = self._unalias(kwargs)               # hidden_size -> d_model, ... (read below)
+        if kwargs.get("untie_r") is False:           # accepted, as transformers does, but not silently
+            warnings.warn("untie_r=False is not implemented: every layer keeps its own r_w_bias, r_r_bias and "
+                          "r_s_bias (as in transformers 4.35); the original would share one set", UserWarning,
+                          stacklevel=2)
         if "use_cache" in kwargs:
             warnings.warn("use_cache is deprecated, use use_mems_eval (as in transformers)", FutureWarning, stacklevel=2)
             kwargs["use_mems_eval"] = kwargs.pop("use_cache")
