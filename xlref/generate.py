@@ -194,8 +194,12 @@ def _transfo_xl_step(model, input_ids, state: dict):
     return out.prediction_scores[:, -1]                                          # log-probabilities, (b, V)
 
 
-def _transfo_xl_reorder(state: dict, rows: torch.Tensor) -> None:
-    state["mems"] = [m.index_select(1, rows) for m in state["mems"]]              # (mlen, b, d): batch is axis 1
+def _reorder(state: dict, rows: torch.Tensor) -> None:
+    "Make a step's state follow a new batch order `rows` (beams, repeated prompts): the memories and XLNet's mask."
+    if state.get("mems") is not None:
+        state["mems"] = [m.index_select(1, rows) for m in state["mems"]]          # (mlen, b, d): batch is axis 1
+    if state.get("attention_mask") is not None:
+        state["attention_mask"] = state["attention_mask"][rows]
 
 # %% ../notebooks/14_generation.ipynb #fa481ed3
 _XLNET_OFFSET = 2   # a cached step drops the memory's newest two entries (the previous token, the old placeholder)
@@ -233,13 +237,6 @@ def _xlnet_step(model, input_ids, state: dict):
     out = model(**inputs, use_mems=state["use_mems"])
     state["mems"] = out.mems
     return out.logits[:, -1]                                                    # (b, V)
-
-
-def _xlnet_reorder(state: dict, rows: torch.Tensor) -> None:
-    if state.get("mems") is not None:
-        state["mems"] = [m.index_select(1, rows) for m in state["mems"]]
-    if state.get("attention_mask") is not None:
-        state["attention_mask"] = state["attention_mask"][rows]
 
 # %% ../notebooks/14_generation.ipynb #5059b14a
 def _sample_or_greedy(model, input_ids, s, step, state, *, max_length, generator, streamer, scores_out):
@@ -294,7 +291,7 @@ class _Hypotheses:
         return self.worst >= best_sum_logprobs / length ** self.length_penalty
 
 
-def _beam_search(model, input_ids, s, step, reorder, state, *, max_length, scores_out):
+def _beam_search(model, input_ids, s, step, state, *, max_length, scores_out):
     """Beam search as transformers 4.35 runs it: the prompt repeated num_beams times, 2 * num_beams candidates
     a step, an eos among the top num_beams finishing a hypothesis, a prompt done when no beam can improve."""
     k = s["num_beams"]
@@ -335,7 +332,7 @@ def _beam_search(model, input_ids, s, step, reorder, state, *, max_length, score
             done[i] = done[i] or hyps[i].done(top_scores[i].max().item(), input_ids.shape[1] + 1)
         beam_scores, tokens_flat, rows_flat = next_scores.view(-1), next_tokens.view(-1), next_rows.view(-1)
         input_ids = torch.cat([input_ids[rows_flat], tokens_flat[:, None]], dim=1)
-        reorder(state, rows_flat)
+        _reorder(state, rows_flat)
         if all(done) or input_ids.shape[1] >= max_length:
             break
     for i in range(batch):                                                      # the running beams compete too
@@ -471,24 +468,21 @@ def _generate(model, input_ids, *, attention_mask, given, max_new_tokens, genera
                              "let later steps see the padding")
         if mems is not None:
             raise ValueError("XLNet generation builds its own memory; mems= is for Transformer-XL")
-        state, step, reorder = dict(use_mems=bool(use_mems), attention_mask=attention_mask), _xlnet_step, _xlnet_reorder
+        state, step = dict(use_mems=bool(use_mems), attention_mask=attention_mask), _xlnet_step
     else:
         if attention_mask is not None:
             raise ValueError("Transformer-XL has no padding mask: generate prompts of equal length, or one at a time")
         if use_mems is not None:
             raise ValueError("use_mems is XLNet's; Transformer-XL always continues from its memory")
-        state, step, reorder = dict(mems=mems, started=False), _transfo_xl_step, _transfo_xl_reorder
+        state, step = dict(mems=mems, started=False), _transfo_xl_step
     expand = s["num_beams"] if s["num_beams"] > 1 else s["num_return_sequences"]
     if expand > 1:
         rows = torch.arange(input_ids.shape[0], device=input_ids.device).repeat_interleave(expand)
         input_ids = input_ids[rows]
-        if state.get("attention_mask") is not None:
-            state["attention_mask"] = state["attention_mask"][rows]
-        if state.get("mems") is not None:
-            state["mems"] = [m.index_select(1, rows) for m in state["mems"]]
+        _reorder(state, rows)
     scores_out = [] if (output_scores and return_dict_in_generate) else None
     if s["num_beams"] > 1:
-        sequences, seq_scores = _beam_search(model, input_ids, s, step, reorder, state, max_length=max_length,
+        sequences, seq_scores = _beam_search(model, input_ids, s, step, state, max_length=max_length,
                                              scores_out=scores_out)
     else:
         sequences, seq_scores = _sample_or_greedy(model, input_ids, s, step, state, max_length=max_length,
