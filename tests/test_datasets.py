@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xlref.datasets as D
+from _net import SilentServer, returns_within
 from xlref.datasets import CORPORA, ChecksumError, download, file_digest, info, load, path
 
 SHAKESPEARE = (D._SHIPPED / "tinyshakespeare" / "input.txt").read_bytes()
@@ -211,29 +212,12 @@ def test_a_folder_that_does_not_exist_is_an_error_naming_it(tmp_path, monkeypatc
             call()
 
 
-def _returns_within(seconds, fn):
-    "Run fn in a thread; fail (instead of hanging the test run) if it does not return in time."
-    box = {}
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            box["error"] = e
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"did not return within {seconds} s"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def test_a_fifo_or_a_folder_in_place_of_a_corpus_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / CORPORA["wikitext103_test"].file
     fifo.parent.mkdir(parents=True)
     os.mkfifo(fifo)
     with pytest.raises(FileNotFoundError, match="not a regular file"):
-        _returns_within(5, lambda: load("wikitext103_test", data_dir=tmp_path))
+        returns_within(5, lambda: load("wikitext103_test", data_dir=tmp_path))
     (tmp_path / CORPORA["wikitext103_valid"].file).mkdir()
     with pytest.raises(FileNotFoundError, match="not a regular file"):
         path("wikitext103_valid", data_dir=tmp_path)
@@ -315,15 +299,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(server, tmp_path, m
 
 
 def test_a_server_that_never_answers_gives_a_clear_error_in_bounded_time(tmp_path):
-    silent = socket.create_server(("127.0.0.1", 0))                       # accepts, never answers
-    try:
+    with SilentServer() as silent:
         start = time.perf_counter()
         with pytest.raises(ConnectionError, match=r"could not download tiny_shakespeare .*timeout 0.5 s.*XLREF_DATA"):
-            _returns_within(20, lambda: download("tiny_shakespeare", tmp_path / "d",
-                                                 url=f"http://127.0.0.1:{silent.getsockname()[1]}/f", timeout=0.5))
-        assert time.perf_counter() - start < 10
-    finally:
-        silent.close()
+            returns_within(20, lambda: download("tiny_shakespeare", tmp_path / "d", url=f"{silent.url}/f", timeout=0.5))
+        assert time.perf_counter() - start < 10 and silent.accepted >= 1
     assert _files(tmp_path / "d") == []
 
 
@@ -339,7 +319,7 @@ def test_a_server_that_stops_mid_transfer_gives_a_clear_error(tmp_path):
     threading.Thread(target=serve_half, daemon=True).start()
     try:
         with pytest.raises(ConnectionError, match="could not download"):
-            _returns_within(20, lambda: download("tiny_shakespeare", tmp_path / "d",
+            returns_within(20, lambda: download("tiny_shakespeare", tmp_path / "d",
                                                  url=f"http://127.0.0.1:{listener.getsockname()[1]}/f", timeout=5))
     finally:
         listener.close()
@@ -352,7 +332,7 @@ def test_a_closed_port_is_a_connection_error(tmp_path):
     port = s.getsockname()[1]
     s.close()                                                             # nothing listens there now
     with pytest.raises(ConnectionError, match="could not download"):
-        _returns_within(20, lambda: download("wikitext2_train", tmp_path, url=f"http://127.0.0.1:{port}/t", timeout=2))
+        returns_within(20, lambda: download("wikitext2_train", tmp_path, url=f"http://127.0.0.1:{port}/t", timeout=2))
 
 
 @pytest.mark.parametrize("bad", [dict(timeout=0), dict(timeout=-1), dict(timeout=True), dict(timeout="5"),

@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,9 +21,10 @@ import torch
 
 import xlref.hub as hub
 from _hf import tiny_transfo_xl, transformers
+from _net import SilentServer, returns_within
 from xlref.heads import XLNetForQuestionAnswering, XLNetForQuestionAnsweringSimple, XLNetForSequenceClassification
 from xlref.tokenization import XLNetTokenizer
-from xlref.transfo_xl import TransfoXLConfig, TransfoXLForSequenceClassification, TransfoXLLMHeadModel, TransfoXLModel
+from xlref.transfo_xl import TransfoXLConfig, TransfoXLForSequenceClassification, TransfoXLModel
 from xlref.xlnet import XLNetConfig, XLNetModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,35 +56,10 @@ def _weights_equal(a, b):
 
 # ---------------------------------------------------------------- the hub: bounded, offline, and real on a local hub
 
-class _Silent:
-    "A server on 127.0.0.1 that accepts connections and never answers; counts them."
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.accepted = 0
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.conns.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
-
-
 @pytest.fixture
 def silent():
-    s = _Silent()
-    yield s
-    s.close()
+    with SilentServer() as s:
+        yield s
 
 
 def test_a_hub_that_never_answers_fails_within_the_timeout(silent, monkeypatch, tmp_path):
@@ -197,20 +172,8 @@ def test_a_fifo_in_a_checkpoint_is_refused_without_blocking(saved, name):
     else:
         (folder / name).unlink()
     os.mkfifo(folder / name)
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault("e", _catch(TransfoXLModel.from_pretrained, folder)), daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive(), "loading blocked on a FIFO"
-    assert isinstance(result["e"], OSError) and "not a regular file" in str(result["e"])
-
-
-def _catch(fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - handed back to the test
-        return e
-    return None
+    with pytest.raises(OSError, match="not a regular file"):
+        returns_within(10, lambda: TransfoXLModel.from_pretrained(folder))
 
 
 @pytest.mark.parametrize("content, match", [(b"\xff\xfe{}", "not UTF-8"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
