@@ -659,3 +659,21 @@ def test_xlnet_untie_r_false_is_accepted_with_a_warning_not_in_silence():
     with pytest.warns(UserWarning, match="untie_r=False is not implemented"):
         config = tiny_xlnet(untie_r=False)
     assert sum(k.endswith("rel_attn.r_w_bias") for k in XLNetModel(config).state_dict()) == 2   # per layer, as 4.35
+
+
+def test_the_remaining_refusals_of_from_pretrained_and_save_pretrained(saved, tmp_path):
+    model, folder = saved
+    with pytest.raises(ValueError, match="use_safetensors must be None, True or False"):
+        TransfoXLModel.from_pretrained(folder, use_safetensors="yes")
+    with pytest.raises(TypeError, match="config must be a TransfoXLConfig or a path"):
+        TransfoXLModel.from_pretrained(folder, config=tiny_xlnet())
+    with pytest.raises(TypeError, match="pass either config= or config overrides"):
+        TransfoXLModel.from_pretrained(folder, config=model.config, mem_len=3)
+    with pytest.raises(ValueError, match="is not a valid attribute name"):
+        TransfoXLConfig.from_dict({**model.config.to_dict(), "not a name": 1})
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        TransfoXLConfig.from_json_file(tmp_path / "config.json")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
+        model.save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
