@@ -1,4 +1,4 @@
-"""xlref.adaptive (notebook 05): adaptive embedding and projected adaptive log-softmax against
+"""xlref.adaptive (notebook 06): adaptive embedding and projected adaptive log-softmax against
 their definitions and transformers 4.35; the defects of 4.35 pinned."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""xlref.datasets (notebook 04a): the shipped corpora load and match their digests, every damaged or
+"""xlref.datasets (notebook 05): the shipped corpora load and match their digests, every damaged or
 missing file is a clear error, `data_dir` / `XLREF_DATA` add corpora, `download` checks before it
 writes and never hangs (local servers only: no test touches the network), a wheel carries the
 corpora (tests/test_project.py), and a copy of the repository with nothing beside it passes the
@@ -439,8 +439,8 @@ def test_a_copy_with_nothing_beside_it_passes_the_data_reading_tests_and_noteboo
     where = subprocess.run([sys.executable, "-c", "import xlref.datasets as D; print(D.__file__, D._SHIPPED)"],
                            cwd=clone, env=env, capture_output=True, text=True, timeout=120)
     assert where.stdout.split() == [str(clone / "xlref" / "datasets.py"), str(clone / "xlref" / "corpora")], where.stderr
-    targets = ["tests/test_datasets.py", "tests/test_tokenization.py", "notebooks/04a_datasets.ipynb",
-               "notebooks/05_adaptive_softmax.ipynb", "notebooks/11_tokenizers.ipynb"]
+    targets = ["tests/test_datasets.py", "tests/test_tokenization.py", "notebooks/05_datasets.ipynb",
+               "notebooks/06_adaptive_softmax.ipynb", "notebooks/13_tokenizers.ipynb"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                           "-k", "not a_copy_with_nothing_beside_it", *targets],
                          cwd=clone, env=env, capture_output=True, text=True, timeout=900)

@@ -1,4 +1,4 @@
-"""xlref.hub (notebook 12) with the Transformer-XL models: checkpoints exchanged with transformers
+"""xlref.hub (notebook 14) with the Transformer-XL models: checkpoints exchanged with transformers
 4.35 in both directions and both formats, tied weights restored, configs round-tripped, prefixes,
 resolution of names, and every refusal."""
 import json

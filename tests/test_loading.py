@@ -1,5 +1,5 @@
 """Loading and saving that never hang, never half-write and never ignore an argument (xlref.hub, notebook
-12; the input checks of notebooks 04-11): the hub behind a silent server, offline mode and a fake hub on
+14; the input checks of notebook 04, xlref.base): the hub behind a silent server, offline mode and a fake hub on
 127.0.0.1 serving checkpoints made here; FIFOs; every from_pretrained argument of transformers 4.35,
 honoured or refused; typos; saves that fail on a full disk or a read-only directory; file modes;
 booleans in tokenizer files; and the inputs that must be refused by name."""
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import xlref.base
 import xlref.hub as hub
 from _hf import tiny_transfo_xl, transformers
 from _net import SilentServer, returns_within
@@ -572,7 +573,7 @@ def test_is_impossible_without_cls_index_is_refused_where_4_35_drops_that_loss()
 
 
 def test_an_attention_that_cannot_fit_is_refused_before_allocating(xlnet, monkeypatch):
-    monkeypatch.setattr(hub, "_free_memory", lambda device: 100)
+    monkeypatch.setattr(xlref.base, "_free_memory", lambda device: 100)
     with pytest.raises(MemoryError, match=r"XLNetModel: attention over 8 queries x 8 keys x 2 heads x batch 1 needs about"):
         xlnet(torch.ones(1, 8, dtype=torch.long))
     txl = TransfoXLModel(tiny_transfo_xl()).eval()

@@ -43,12 +43,20 @@ def test_nbdev_export_leaves_the_package_unchanged(repo, tmp_path):
 
 # ---------------------------------------------------------------- exported names
 
+def _is_patch(decorator) -> bool:
+    "Whether a decorator is patch_to(...) (nbdev likewise leaves patch* functions out of __all__)."
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(target, ast.Name) and target.id.startswith("patch")
+
+
 def exported_names(source: str):
     "(names in `__all__`, top-level definitions in order) of a module's source."
     tree = ast.parse(source)
     all_names, defined = [], []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if any(_is_patch(d) for d in node.decorator_list):
+                continue                                # a method added to a class (xlref.base.patch_to)
             defined.append(node.name)
         elif isinstance(node, ast.Assign):
             for target in node.targets:
@@ -76,6 +84,9 @@ def test_the_collision_check_catches_collisions():
         "f is exported by both a and b"]
     assert name_collisions({"a": "__all__ = ['g']\ndef g(): pass\ndef g(): pass"}) == ["g is defined 2 times in a"]
     assert name_collisions({"a": "__all__ = ['f']\ndef f(): pass", "b": "__all__ = ['g']\ndef g(): pass"}) == []
+    patched = "@patch_to(A)\ndef save(self): pass\n@patch_to(B)\ndef save(self): pass"
+    assert name_collisions({"a": patched}) == []                 # methods of two classes, not module definitions
+    assert name_collisions({"a": patched + "\ndef save(): pass\ndef save(): pass"}) == ["save is defined 2 times in a"]
 
 
 def test_no_two_exported_definitions_share_a_name(repo):
@@ -87,7 +98,7 @@ def test_no_two_exported_definitions_share_a_name(repo):
 # ---------------------------------------------------------------- notebooks
 
 def notebooks(repo):
-    found = sorted((repo / "notebooks").glob("[0-9][0-9]*_*.ipynb"))   # 04a sits between 04 and 05
+    found = sorted((repo / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     assert found, "no notebooks found"
     return found
 
@@ -260,3 +271,80 @@ def test_every_notebook_links_to_its_neighbours_and_the_map(repo):
             assert "00_index.ipynb" in links, f"{path.name} does not link to the map"
         if k + 1 < len(found):
             assert found[k + 1].name in links, f"{path.name} does not link on to {found[k + 1].name}"
+
+
+# ---------------------------------------------------------------- reading order is dependency order
+
+def _code(path):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def exported_modules(cells):
+    "The modules a notebook's code cells export to: its default_exp and the targets of `#| export NAME`."
+    found = set()
+    for src in cells:
+        found.update(re.findall(r"^#\|\s*default_exp\s+(\S+)", src, re.M))
+        found.update(re.findall(r"^#\|\s*export\s+(\w+)\s*$", src, re.M))
+    return found
+
+
+def used_modules(cells, package_names):
+    """The xlref modules a notebook's code uses: `from xlref.m import`, `import xlref.m`, `xlref.m.attr`, and
+    `from xlref import name` (a submodule, or a public name mapped to the module that defines it by
+    `package_names`). The package's own `__init__` export cell (notebook 00) only lists the API: skipped."""
+    def module_of(name):          # a submodule, a public name of the package, or the package's own dunder
+        return package_names.get(name, "__init__" if name.startswith("__") else name)
+
+    used = set()
+    for src in cells:
+        if src.startswith("#| export") and "__all__ = [" in src and "__version__ =" in src:
+            continue
+        used.update(re.findall(r"^\s*from\s+xlref\.(\w+)\s+import\b", src, re.M))
+        used.update(re.findall(r"^\s*import\s+xlref\.(\w+)", src, re.M))
+        used.update(module_of(name) for name in re.findall(r"\bxlref\.(\w+)\.\w", src))
+        for names in re.findall(r"^[ \t]*from[ \t]+xlref[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)", src, re.M):
+            used.update(module_of(n.strip()) for n in names.strip("()").split(",") if n.strip())
+    return used
+
+
+def order_violations(course, package_names):
+    "course: [(notebook name, code cells)] in reading order -> 'nb uses m, first built by later' problems."
+    first = {}
+    for k, (_, cells) in enumerate(course):
+        for mod in exported_modules(cells):
+            first.setdefault(mod, k)
+    problems = []
+    for k, (name, cells) in enumerate(course):
+        for mod in sorted(used_modules(cells, package_names)):
+            if mod not in first:
+                problems.append(f"{name} uses xlref.{mod}, which no notebook exports")
+            elif first[mod] > k:
+                problems.append(f"{name} uses xlref.{mod}, which {course[first[mod]][0]} builds later")
+    return problems
+
+
+def _package_names():
+    import xlref
+    return {name: getattr(xlref, name).__module__.split(".")[-1] for name in xlref.__all__}
+
+
+def test_the_order_check_catches_a_notebook_that_uses_a_later_one():
+    a = ["#| default_exp first\n#| export\ndef f(): pass"]
+    b = ["#| default_exp second\nfrom xlref.first import f"]
+    assert order_violations([("01_a", a), ("02_b", b)], {}) == []
+    assert order_violations([("01_b", b), ("02_a", a)], {}) == ["01_b uses xlref.first, which 02_a builds later"]
+    c = ["import xlref.second as S\nxlref.first.f()"]
+    assert order_violations([("01_c", c), ("02_a", a), ("03_b", b)], {}) == [
+        "01_c uses xlref.first, which 02_a builds later", "01_c uses xlref.second, which 03_b builds later"]
+    d = ["from xlref import Thing, __version__", "xlref.Other.method()"]
+    assert order_violations([("01_d", d), ("02_a", a)], {"Thing": "first", "Other": "first"}) == [
+        "01_d uses xlref.__init__, which no notebook exports", "01_d uses xlref.first, which 02_a builds later"]
+    assert order_violations([("01_e", ["from xlref.nowhere import x"])], {}) == [
+        "01_e uses xlref.nowhere, which no notebook exports"]
+
+
+def test_every_notebook_uses_only_what_earlier_notebooks_built(repo):
+    "Reading order is dependency order: no notebook imports a module that a later notebook defines."
+    course = [(path.name, _code(path)) for path in notebooks(repo)]
+    assert len(course) >= 15
+    assert order_violations(course, _package_names()) == []

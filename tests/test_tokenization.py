@@ -1,4 +1,4 @@
-"""xlref.tokenization (notebook 11): XLNet's SentencePiece tokenizer and Transformer-XL's word-level
+"""xlref.tokenization (notebook 13): XLNet's SentencePiece tokenizer and Transformer-XL's word-level
 tokenizer against transformers 4.35's slow tokenizers (exact equality of tokens, ids, type ids,
 masks, padding and decoded text), round trips, every error path, the defects of 4.35 pinned, and
 the restricted unpickler against a crafted malicious pickle."""

@@ -1,4 +1,4 @@
-"""xlref.transfo_xl (notebooks 04, 06): parity with transformers 4.35 over random tiny configurations
+"""xlref.transfo_xl (notebooks 07, 08): parity with transformers 4.35 over random tiny configurations
 and every flag, the invariants of segment recurrence, the absolute-position ablation against its
 definition, every error path, and the defects of 4.35 pinned."""
 import warnings

@@ -3,11 +3,12 @@
 Modules:
 
 - `xlref.adaptive`: Words grouped into clusters by frequency, smaller vectors for rarer words, projections to the model width, and a softmax that pays for a rare cluster only when it is needed; with its cost against a full softmax.
+- `xlref.base`: What every model of the course stands on before it computes anything: a configuration with Hugging Face's field names, outputs that are dataclasses and tuples at once, a base class that initialises and ties weights, and the checks every `forward` runs at the door.
 - `xlref.datasets`: The text the course reads, shipped inside the package with its licences, checked against a published digest on every read, with the standard splits, a folder for bigger corpora, and a download that never half-writes a file.
 - `xlref.generate`: Greedy search, sampling and beam search for both language models, as transformers 4.35's `generate` does them: Transformer-XL one token a step with its memory, XLNet through a hidden placeholder and the query stream, and the padding-text trick for XLNet's short prompts.
 - `xlref.heads`: The task heads on top of `XLNetModel`: the tied language-model head, sequence summary (every `summary_type`, `attn` included), sequence classification, multiple choice, token classification, and both question-answering heads; each checked against transformers 4.35 and trained on a small task that shows it learns.
-- `xlref.hub`: Configurations that round-trip through `config.json`, state-dict keys identical to Hugging Face's, and `from_pretrained` / `save_pretrained` that exchange checkpoints with `transformers==4.35.0` in both directions.
-- `xlref.memory`: Memory as cached hidden states: the update rule, the stop-gradient, the causal mask with memory and with `same_length`, the receptive field growing one segment per layer, and why evaluation with memory is cheap.
+- `xlref.hub`: Reading and writing what `transformers` reads and writes: `config.json`, `model.safetensors` and `pytorch_model.bin`, state-dict keys identical to Hugging Face's, tied weights saved once, hub ids, and loading and saving that never hang, never half-write and never ignore an argument.
+- `xlref.memory`: Memory as cached hidden states: the update rule, the stop-gradient, the causal mask with memory and with `same_length`, and the receptive field growing one segment per layer.
 - `xlref.permutation`: Factorization orders, how one order becomes a `perm_mask` over a sequence left in place, `target_mapping`, and partial prediction: the inputs XLNet's pretraining feeds the model.
 - `xlref.positions`: Sinusoid embeddings, why absolute positions fail under segment recurrence, the four terms of the relative attention score, and the position sequences of Transformer-XL and XLNet.
 - `xlref.tokenization`: XLNet's SentencePiece tokenizer and Transformer-XL's word-level tokenizer, rebuilt, checked against transformers 4.35, and a vocabulary loader that cannot run code.
@@ -28,7 +29,8 @@ from .transfo_xl import TransfoXLConfig, TransfoXLForSequenceClassification, Tra
 from .xlnet import XLNetConfig, XLNetModel
 from .heads import (XLNetForMultipleChoice, XLNetForQuestionAnswering, XLNetForQuestionAnsweringSimple,
                          XLNetForSequenceClassification, XLNetForTokenClassification, XLNetLMHeadModel)
-import xlref.generate  # gives both language models their generate() (notebook 14)
+import xlref.hub       # gives every model and config from_pretrained / save_pretrained (notebook 14)
+import xlref.generate  # gives both language models their generate() (notebook 16)
 
 __all__ = [
     "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "TransfoXLConfig", "TransfoXLForSequenceClassification",

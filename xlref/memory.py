@@ -1,4 +1,4 @@
-"""Memory as cached hidden states: the update rule, the stop-gradient, the causal mask with memory and with `same_length`, the receptive field growing one segment per layer, and why evaluation with memory is cheap.
+"""Memory as cached hidden states: the update rule, the stop-gradient, the causal mask with memory and with `same_length`, and the receptive field growing one segment per layer.
 
 Implements the segment-level recurrence of Dai et al. (2019), *Transformer-XL*, section 3.2, and
 the attention masks of its reference code (`_update_mems`, `dec_attn_mask`). Shared by
