@@ -23,9 +23,21 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['XLRefConfig', 'ModelOutput', 'XLRefPreTrainedModel', 'check_inputs', 'check_mems', 'check_attention_fits', 'patch_to']
+__all__ = ['patch_to', 'XLRefConfig', 'ModelOutput', 'XLRefPreTrainedModel', 'check_inputs', 'check_mems', 'check_attention_fits']
 
-# %% ../notebooks/04_base.ipynb #c2b1d46c
+# %% ../notebooks/04_base.ipynb #59223d24
+def patch_to(cls: type, *, as_classmethod: bool = False):
+    "Decorator: set the function as the method of `cls` with the same name (a classmethod if asked); returns it unchanged."
+    if not isinstance(cls, type):
+        raise TypeError(f"patch_to needs a class, got {type(cls).__name__}")
+
+    def attach(fn):
+        fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
+        setattr(cls, fn.__name__, classmethod(fn) if as_classmethod else fn)
+        return fn
+    return attach
+
+# %% ../notebooks/04_base.ipynb #6d47d06c
 _COMMON_DEFAULTS: dict[str, Any] = dict(
     return_dict=True,            # forward returns a ModelOutput (False: a tuple)
     output_hidden_states=False,  # default for forward(output_hidden_states=None)
@@ -53,10 +65,8 @@ _HF_CONFIG_FIELDS = frozenset((
     "task_specific_params", "temperature", "tf_legacy_loss", "tie_encoder_decoder", "tokenizer_class", "top_k",
     "top_p", "transformers_version", "typical_p", "use_bfloat16"))
 
-
 def _config_error(field: str, value, allowed: str) -> ValueError:
     return ValueError(f"invalid config value {field}={value!r}: {allowed}")
-
 
 class XLRefConfig:
     "Base configuration: Hugging Face's field names and defaults, unknown keys kept, values validated, JSON round trip."
@@ -92,7 +102,6 @@ class XLRefConfig:
             self.num_labels = 2 if num_labels is None else num_labels
         self.validate()
 
-    # -- which keys a config takes
     @classmethod
     def known_fields(cls) -> set[str]:
         "Every field this config understands: its own, the common ones, transformers' generic ones, the aliases."
@@ -119,29 +128,6 @@ class XLRefConfig:
             raise AttributeError(f"{type(self).__name__} has no field {key!r}")
         return getattr(self, target)
 
-    @classmethod
-    def _refuse_typos(cls, kwargs) -> None:
-        "A keyword that is not a field but is one letter away from one is a typo: refuse it (others are kept)."
-        known = sorted(cls.known_fields())
-        for key in kwargs:
-            close = difflib.get_close_matches(key, known, n=2, cutoff=0.8) if key not in cls.known_fields() else None
-            if close:
-                raise TypeError(f"{cls.__name__} got {key}={kwargs[key]!r}, which is not one of its fields: did you "
-                                f"mean {' or '.join(map(repr, close))}? (unknown keys are kept only when they come "
-                                f"from a config.json)")
-
-    @classmethod
-    def _refuse_shadowing(cls, kwargs) -> None:
-        "Keys that would hide a method or property (`validate`, `to_dict`, `use_return_dict`, dunders) are refused."
-        for key in kwargs:
-            if not isinstance(key, str) or not key.isidentifier():
-                raise ValueError(f"config key {key!r} is not a valid attribute name")
-            if key in ("num_labels", "id2label", "label2id"):    # the label fields are read specially
-                continue
-            attr = getattr(cls, key, None)
-            if key.startswith("__") or callable(attr) or isinstance(attr, property) or key in ("defaults", "extra_fields", "attribute_map"):
-                raise ValueError(f"config key {key!r} would hide {cls.__name__}.{key}; a config cannot hold it")
-
     # -- derived fields, as in Hugging Face
     @property
     def num_labels(self) -> int:
@@ -163,93 +149,136 @@ class XLRefConfig:
     def use_return_dict(self) -> bool:
         return self.return_dict and not self.torchscript
 
-    # -- validation helpers for subclasses
-    def _int(self, field: str, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False):
-        value = getattr(self, field)
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _config_error(field, value, "an int" + (" or None" if allow_none else ""))
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise _config_error(field, value, f"an int in [{minimum}, {'inf' if maximum is None else maximum}]")
+# %% ../notebooks/04_base.ipynb #2f373849
+@patch_to(XLRefConfig, as_classmethod=True)
+def _refuse_typos(cls, kwargs) -> None:
+    "A keyword that is not a field but is one letter away from one is a typo: refuse it (others are kept)."
+    known = sorted(cls.known_fields())
+    for key in kwargs:
+        close = difflib.get_close_matches(key, known, n=2, cutoff=0.8) if key not in cls.known_fields() else None
+        if close:
+            raise TypeError(f"{cls.__name__} got {key}={kwargs[key]!r}, which is not one of its fields: did you "
+                            f"mean {' or '.join(map(repr, close))}? (unknown keys are kept only when they come "
+                            f"from a config.json)")
 
-    def _float(self, field: str, minimum: float, maximum: float, *, closed_max: bool = True):
-        value = getattr(self, field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _config_error(field, value, "a number")
-        if not (minimum <= value and (value <= maximum if closed_max else value < maximum)):
-            raise _config_error(field, value, f"a number in [{minimum}, {maximum}{']' if closed_max else ')'}")
 
-    def _bool(self, field: str):
-        if not isinstance(getattr(self, field), bool):
-            raise _config_error(field, getattr(self, field), "True or False")
+@patch_to(XLRefConfig, as_classmethod=True)
+def _refuse_shadowing(cls, kwargs) -> None:
+    "Keys that would hide a method or property (`validate`, `to_dict`, `use_return_dict`, dunders) are refused."
+    for key in kwargs:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"config key {key!r} is not a valid attribute name")
+        if key in ("num_labels", "id2label", "label2id"):    # the label fields are read specially
+            continue
+        attr = getattr(cls, key, None)
+        if key.startswith("__") or callable(attr) or isinstance(attr, property) or key in ("defaults", "extra_fields", "attribute_map"):
+            raise ValueError(f"config key {key!r} would hide {cls.__name__}.{key}; a config cannot hold it")
 
-    def _choice(self, field: str, choices):
-        if getattr(self, field) not in choices:
-            raise _config_error(field, getattr(self, field), f"one of {list(choices)}")
+# %% ../notebooks/04_base.ipynb #1ebbba4b
+@patch_to(XLRefConfig)
+def _int(self, field: str, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False):
+    value = getattr(self, field)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _config_error(field, value, "an int" + (" or None" if allow_none else ""))
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _config_error(field, value, f"an int in [{minimum}, {'inf' if maximum is None else maximum}]")
 
-    def validate(self):
-        "Check every known field; subclasses extend this and call super().validate()."
-        for field in ("return_dict", "output_hidden_states", "output_attentions", "torchscript", "tie_word_embeddings"):
-            self._bool(field)
-        self._choice("problem_type", _PROBLEM_TYPES)
-        for field in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id"):
-            self._int(field, minimum=0, allow_none=True)
 
-    # -- serialisation
-    def to_dict(self) -> dict[str, Any]:
-        "Every field, known or unknown, plus `model_type` and the derived `label2id`; JSON-ready."
-        d = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
-        d["id2label"] = {str(k): v for k, v in self.id2label.items()}
-        d["label2id"] = self.label2id
-        d["model_type"] = self.model_type
-        return d
+@patch_to(XLRefConfig)
+def _float(self, field: str, minimum: float, maximum: float, *, closed_max: bool = True):
+    value = getattr(self, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _config_error(field, value, "a number")
+    if not (minimum <= value and (value <= maximum if closed_max else value < maximum)):
+        raise _config_error(field, value, f"a number in [{minimum}, {maximum}{']' if closed_max else ')'}")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], **overrides) -> "XLRefConfig":
-        """Build from a config.json dict (unknown keys kept), then apply `overrides`, which must be fields
-        (a typo is a TypeError, as in transformers' from_pretrained); num_labels=3 relabels."""
-        if d.get("model_type", cls.model_type) != cls.model_type:
-            raise ValueError(f"this is a {d['model_type']!r} config, not a {cls.model_type!r} one ({cls.__name__})")
-        if "model_type" not in d:
-            cls._refuse_other_models(d)
-        unknown = sorted(set(overrides) - cls.known_fields())
-        if unknown:
-            hints = {k: difflib.get_close_matches(k, sorted(cls.known_fields()), n=1, cutoff=0.6) for k in unknown}
-            raise TypeError(f"unexpected keyword argument(s) {unknown}: not fields of {cls.__name__}"
-                            + "".join(f"; {k}: did you mean {h[0]!r}?" for k, h in hints.items() if h))
-        config = cls(**d, _from_file=True)
-        if overrides:
-            overrides = cls._unalias(overrides)
-            for key, value in overrides.items():
-                setattr(config, key, value)
-            config.validate()
-        return config
 
-    @classmethod
-    def _refuse_other_models(cls, d: dict[str, Any]) -> None:
-        "A dict without model_type that holds another xlref model's own fields is that model's config."
-        def subclasses(c):
-            return [s for k in c.__subclasses__() for s in (k, *subclasses(k))]
-        def fields(c):
-            return set(c.defaults) | set(c.extra_fields)
-        for other in subclasses(XLRefConfig):
-            if other.model_type in ("", cls.model_type):
-                continue
-            theirs = sorted((fields(other) - fields(cls)) & set(d))
-            ours = (fields(cls) - fields(other)) & set(d)
-            if len(theirs) >= 2 and len(theirs) > len(ours):
-                raise ValueError(f"this config has no model_type and looks like a {other.model_type!r} config "
-                                 f"(it has {theirs[:4]}, fields of {other.__name__}); load it with that class")
+@patch_to(XLRefConfig)
+def _bool(self, field: str):
+    if not isinstance(getattr(self, field), bool):
+        raise _config_error(field, getattr(self, field), "True or False")
 
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
+@patch_to(XLRefConfig)
+def _choice(self, field: str, choices):
+    if getattr(self, field) not in choices:
+        raise _config_error(field, getattr(self, field), f"one of {list(choices)}")
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__} {self.to_json_string()}"
+
+@patch_to(XLRefConfig)
+def validate(self):
+    "Check every known field; subclasses extend this and call super().validate()."
+    for field in ("return_dict", "output_hidden_states", "output_attentions", "torchscript", "tie_word_embeddings"):
+        self._bool(field)
+    self._choice("problem_type", _PROBLEM_TYPES)
+    for field in ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id"):
+        self._int(field, minimum=0, allow_none=True)
+
+# %% ../notebooks/04_base.ipynb #f54b04bb
+@patch_to(XLRefConfig)
+def to_dict(self) -> dict[str, Any]:
+    "Every field, known or unknown, plus `model_type` and the derived `label2id`; JSON-ready."
+    d = {k: copy.deepcopy(v) for k, v in vars(self).items() if not k.startswith("_")}
+    d["id2label"] = {str(k): v for k, v in self.id2label.items()}
+    d["label2id"] = self.label2id
+    d["model_type"] = self.model_type
+    return d
+
+
+@patch_to(XLRefConfig, as_classmethod=True)
+def from_dict(cls, d: dict[str, Any], **overrides) -> "XLRefConfig":
+    """Build from a config.json dict (unknown keys kept), then apply `overrides`, which must be fields
+    (a typo is a TypeError, as in transformers' from_pretrained); num_labels=3 relabels."""
+    if d.get("model_type", cls.model_type) != cls.model_type:
+        raise ValueError(f"this is a {d['model_type']!r} config, not a {cls.model_type!r} one ({cls.__name__})")
+    if "model_type" not in d:
+        cls._refuse_other_models(d)
+    unknown = sorted(set(overrides) - cls.known_fields())
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, sorted(cls.known_fields()), n=1, cutoff=0.6) for k in unknown}
+        raise TypeError(f"unexpected keyword argument(s) {unknown}: not fields of {cls.__name__}"
+                        + "".join(f"; {k}: did you mean {h[0]!r}?" for k, h in hints.items() if h))
+    config = cls(**d, _from_file=True)
+    if overrides:
+        overrides = cls._unalias(overrides)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        config.validate()
+    return config
+
+
+@patch_to(XLRefConfig, as_classmethod=True)
+def _refuse_other_models(cls, d: dict[str, Any]) -> None:
+    "A dict without model_type that holds another xlref model's own fields is that model's config."
+    def subclasses(c):
+        return [s for k in c.__subclasses__() for s in (k, *subclasses(k))]
+    def fields(c):
+        return set(c.defaults) | set(c.extra_fields)
+    for other in subclasses(XLRefConfig):
+        if other.model_type in ("", cls.model_type):
+            continue
+        theirs = sorted((fields(other) - fields(cls)) & set(d))
+        ours = (fields(cls) - fields(other)) & set(d)
+        if len(theirs) >= 2 and len(theirs) > len(ours):
+            raise ValueError(f"this config has no model_type and looks like a {other.model_type!r} config "
+                             f"(it has {theirs[:4]}, fields of {other.__name__}); load it with that class")
+
+
+@patch_to(XLRefConfig)
+def to_json_string(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+@patch_to(XLRefConfig)
+def __eq__(self, other) -> bool:
+    return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+
+@patch_to(XLRefConfig)
+def __repr__(self) -> str:
+    return f"{type(self).__name__} {self.to_json_string()}"
 
 # %% ../notebooks/04_base.ipynb #c4b0e81f
 class ModelOutput:
@@ -385,15 +414,3 @@ def check_attention_fits(*, bsz: int, n_head: int, qlen: int, klen: int, dtype: 
         raise MemoryError(f"{model}: attention over {qlen} queries x {klen} keys x {n_head} heads x batch {bsz} needs "
                           f"about {need / 2**30:.1f} GiB for its scores in each layer, more than the {free / 2**30:.1f} GiB "
                           f"free on {device}; use shorter segments (with memory), or a smaller batch")
-
-# %% ../notebooks/04_base.ipynb #59223d24
-def patch_to(cls: type, *, as_classmethod: bool = False):
-    "Decorator: set the function as the method of `cls` with the same name (a classmethod if asked); returns it unchanged."
-    if not isinstance(cls, type):
-        raise TypeError(f"patch_to needs a class, got {type(cls).__name__}")
-
-    def attach(fn):
-        fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
-        setattr(cls, fn.__name__, classmethod(fn) if as_classmethod else fn)
-        return fn
-    return attach

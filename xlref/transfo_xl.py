@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from .adaptive import AdaptiveEmbedding, ProjectedAdaptiveLogSoftmax
-from .base import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems
+from .base import (ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems,
+                        patch_to)
 from .memory import causal_can_attend, update_mems
 from .positions import PositionalEmbedding, rel_shift, transfo_xl_pos_seq
 
@@ -249,7 +250,7 @@ class DecoderLayer(nn.Module):
                                   output_attentions=output_attentions)
         return self.pos_ff(out), prob
 
-# %% ../notebooks/07_transfo_xl.ipynb #80c4eaa9
+# %% ../notebooks/07_transfo_xl.ipynb #8792bd55
 @dataclasses.dataclass
 class TransfoXLModelOutput(ModelOutput):
     "Output of TransfoXLModel (field names as transformers')."
@@ -295,7 +296,7 @@ class TransfoXLPreTrainedModel(XLRefPreTrainedModel):
             self._init_weight(module.r_w_bias)
             self._init_weight(module.r_r_bias)
 
-
+# %% ../notebooks/07_transfo_xl.ipynb #b788b828
 class TransfoXLModel(TransfoXLPreTrainedModel):
     "The Transformer-XL network: adaptive embedding, relative (or absolute) decoder layers, memory in and out."
 
@@ -321,89 +322,117 @@ class TransfoXLModel(TransfoXLPreTrainedModel):
         self.pos_emb = PositionalEmbedding(c.d_model)
         self.post_init()
 
-    def get_input_embeddings(self) -> AdaptiveEmbedding:
-        return self.word_emb
+# %% ../notebooks/07_transfo_xl.ipynb #3b1e6481
+@patch_to(TransfoXLModel)
+def transformer_xl(self, word_emb, mems, *, can_attend, pos_emb, head_masks, output_attentions=False):
+    """The paper's computation, sequence-first. word_emb: (qlen, bsz, d_model); mems: None or one (mlen, bsz, d_model)
+    per layer; pos_emb: (klen, 1, d_model). Returns the last layer's output (qlen, bsz, d_model), every layer's input
+    [h^0, ..., h^(N-1)] (the next memory is made of these) and every layer's attention (or None)."""
+    h, r = self.drop(word_emb), self.drop(pos_emb)                # h^0 and R
+    hids, attentions = [], []
+    for n, layer in enumerate(self.layers):
+        hids.append(h)                                             # h^(n-1): layer n's input, cached for segment tau + 1
+        m = None if mems is None else mems[n]                      # m^(n-1) = SG(h^(n-1) of the segments before)
+        h, prob = layer(h, r, can_attend=can_attend, mems=m,      # h^n = Layer([m^(n-1) o h^(n-1)], R)
+                        head_mask=head_masks[n], output_attentions=output_attentions)
+        attentions.append(prob)
+    return self.drop(h), hids, attentions
 
-    def set_input_embeddings(self, new_embeddings: AdaptiveEmbedding) -> None:
-        self.word_emb = new_embeddings
+# %% ../notebooks/07_transfo_xl.ipynb #674ea7d9
+@patch_to(TransfoXLModel)
+def absolute_transformer(self, word_emb, mems, *, can_attend, pos_emb, head_masks, output_attentions=False):
+    "attn_type=2, section 4's ablation: the same loop, with absolute sinusoids added to the first layer's input and memory."
+    qlen, mlen = word_emb.shape[0], 0 if mems is None else mems[0].shape[0]
+    h = self.drop(word_emb + pos_emb[-qlen:])                      # positions mlen .. klen-1 for the segment
+    hids, attentions = [], []
+    for n, layer in enumerate(self.layers):
+        hids.append(h)
+        m = None if mems is None else mems[n]
+        if m is not None and n == 0 and mlen > 0:
+            m = m + pos_emb[:mlen]                                 # positions 0 .. mlen-1 for the memory (not in place)
+        h, prob = layer(h, can_attend=can_attend, mems=m, head_mask=head_masks[n], output_attentions=output_attentions)
+        attentions.append(prob)
+    return self.drop(h), hids, attentions
 
-    def reset_memory_length(self, mem_len: int) -> None:
-        "Change how many positions the memory keeps (e.g. longer at evaluation than in training)."
-        if isinstance(mem_len, bool) or not isinstance(mem_len, int) or mem_len < 0:
-            raise ValueError(f"mem_len must be an int >= 0, got {mem_len!r}")
-        if self.same_length and mem_len < 1:
-            raise ValueError("same_length needs mem_len >= 1")
-        self.mem_len = mem_len
+# %% ../notebooks/07_transfo_xl.ipynb #f00fda89
+@patch_to(TransfoXLModel)
+def forward(self, input_ids=None, mems=None, head_mask=None, inputs_embeds=None, output_attentions=None,
+            output_hidden_states=None, return_dict=None):
+    "input_ids: (bsz, qlen) or inputs_embeds: (bsz, qlen, d_model); mems: n_layer tensors (mlen, bsz, d_model)."
+    c = self.config
+    output_attentions = c.output_attentions if output_attentions is None else output_attentions
+    output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
+    return_dict = c.use_return_dict if return_dict is None else return_dict
+    bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
+    if mems is None:
+        mems = self.init_mems(bsz)
+    mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
+                                             dtype=self.dtype)
+    klen = mlen + qlen
+    check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=klen, dtype=self.dtype, device=self.device,
+                         copies=4, model=type(self).__name__)
+    head_masks = self._head_masks(head_mask)
 
-    def init_mems(self, bsz: int) -> list[torch.Tensor] | None:
-        "transformers 4.35's starting memory: mem_len zero vectors per layer (None when mem_len is 0)."
-        if self.mem_len <= 0:
-            return None
-        p = next(self.parameters())
-        return [torch.zeros(self.mem_len, bsz, self.d_model, dtype=p.dtype, device=p.device) for _ in range(self.n_layer)]
+    if inputs_embeds is not None:
+        word_emb = inputs_embeds.transpose(0, 1)                            # (qlen, bsz, d_model)
+    else:
+        word_emb = self.word_emb(input_ids.transpose(0, 1))                # (qlen, bsz, d_model)
+    can_attend = causal_can_attend(qlen, mlen, same_length=self.same_length, mem_len=self.mem_len,
+                                   device=word_emb.device)                 # (qlen, klen)
+    pos_seq = transfo_xl_pos_seq(klen, clamp_len=self.clamp_len).to(word_emb.device, word_emb.dtype)
+    pos_emb = self.pos_emb(pos_seq)                                          # (klen, 1, d_model)
 
-    def _head_masks(self, head_mask):
-        "head_mask (n_head,) or (n_layer, n_head) -> one (1, n_head, 1, 1) multiplier per layer, or Nones."
-        if head_mask is None:
-            return [None] * self.n_layer
-        if head_mask.dim() == 1 and head_mask.shape[0] == self.n_head:
-            head_mask = head_mask.expand(self.n_layer, -1)
-        if head_mask.shape != (self.n_layer, self.n_head):
-            raise ValueError(f"head_mask must be (n_head={self.n_head},) or (n_layer={self.n_layer}, n_head), "
-                             f"got shape {tuple(head_mask.shape)}")
-        return list(head_mask.to(self.dtype)[:, None, :, None, None])
+    layers = self.transformer_xl if self.attn_type == 0 else self.absolute_transformer   # the paper's model, or section 4's
+    core_out, hids, attentions = layers(word_emb, mems, can_attend=can_attend, pos_emb=pos_emb, head_masks=head_masks,
+                                        output_attentions=output_attentions)
 
-    def forward(self, input_ids=None, mems=None, head_mask=None, inputs_embeds=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        "input_ids: (bsz, qlen) or inputs_embeds: (bsz, qlen, d_model); mems: n_layer tensors (mlen, bsz, d_model)."
-        c = self.config
-        output_attentions = c.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = c.use_return_dict if return_dict is None else return_dict
-        bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
-        if mems is None:
-            mems = self.init_mems(bsz)
-        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
-                                                 dtype=self.dtype)
-        klen = mlen + qlen
-        check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=klen, dtype=self.dtype, device=self.device,
-                             copies=4, model=type(self).__name__)
-        head_masks = self._head_masks(head_mask)
+    new_mems = None if mems is None else update_mems(hids, mems, mem_len=self.mem_len)
+    hidden_states = tuple(h.transpose(0, 1) for h in hids + [core_out]) if output_hidden_states else None
+    out = TransfoXLModelOutput(last_hidden_state=core_out.transpose(0, 1), mems=new_mems, hidden_states=hidden_states,
+                               attentions=tuple(attentions) if output_attentions else None)
+    return out if return_dict else out.to_tuple()
 
-        if inputs_embeds is not None:
-            word_emb = inputs_embeds.transpose(0, 1)                            # (qlen, bsz, d_model)
-        else:
-            word_emb = self.word_emb(input_ids.transpose(0, 1))                # (qlen, bsz, d_model)
-        can_attend = causal_can_attend(qlen, mlen, same_length=self.same_length, mem_len=self.mem_len,
-                                       device=word_emb.device)                 # (qlen, klen)
-        pos_seq = transfo_xl_pos_seq(klen, clamp_len=self.clamp_len).to(word_emb.device, word_emb.dtype)
-        pos_emb = self.pos_emb(pos_seq)                                          # (klen, 1, d_model)
+# %% ../notebooks/07_transfo_xl.ipynb #2474bdd6
+@patch_to(TransfoXLModel)
+def get_input_embeddings(self) -> AdaptiveEmbedding:
+    return self.word_emb
 
-        hids, attentions = [], []
-        if self.attn_type == 0:
-            core_out, pos_emb = self.drop(word_emb), self.drop(pos_emb)
-            for i, layer in enumerate(self.layers):
-                hids.append(core_out)
-                core_out, prob = layer(core_out, pos_emb, can_attend=can_attend, mems=None if mems is None else mems[i],
-                                       head_mask=head_masks[i], output_attentions=output_attentions)
-                attentions.append(prob)
-        else:  # absolute positions added to the first layer's input, and to its memory (not in place)
-            core_out = self.drop(word_emb + pos_emb[-qlen:])
-            for i, layer in enumerate(self.layers):
-                hids.append(core_out)
-                mems_i = None if mems is None else mems[i]
-                if mems_i is not None and i == 0 and mlen > 0:
-                    mems_i = mems_i + pos_emb[:mlen]
-                core_out, prob = layer(core_out, can_attend=can_attend, mems=mems_i, head_mask=head_masks[i],
-                                       output_attentions=output_attentions)
-                attentions.append(prob)
-        core_out = self.drop(core_out)
 
-        new_mems = None if mems is None else update_mems(hids, mems, mem_len=self.mem_len)
-        hidden_states = tuple(h.transpose(0, 1) for h in hids + [core_out]) if output_hidden_states else None
-        out = TransfoXLModelOutput(last_hidden_state=core_out.transpose(0, 1), mems=new_mems, hidden_states=hidden_states,
-                                   attentions=tuple(attentions) if output_attentions else None)
-        return out if return_dict else out.to_tuple()
+@patch_to(TransfoXLModel)
+def set_input_embeddings(self, new_embeddings: AdaptiveEmbedding) -> None:
+    self.word_emb = new_embeddings
+
+
+@patch_to(TransfoXLModel)
+def reset_memory_length(self, mem_len: int) -> None:
+    "Change how many positions the memory keeps (e.g. longer at evaluation than in training)."
+    if isinstance(mem_len, bool) or not isinstance(mem_len, int) or mem_len < 0:
+        raise ValueError(f"mem_len must be an int >= 0, got {mem_len!r}")
+    if self.same_length and mem_len < 1:
+        raise ValueError("same_length needs mem_len >= 1")
+    self.mem_len = mem_len
+
+
+@patch_to(TransfoXLModel)
+def init_mems(self, bsz: int) -> list[torch.Tensor] | None:
+    "transformers 4.35's starting memory: mem_len zero vectors per layer (None when mem_len is 0)."
+    if self.mem_len <= 0:
+        return None
+    p = next(self.parameters())
+    return [torch.zeros(self.mem_len, bsz, self.d_model, dtype=p.dtype, device=p.device) for _ in range(self.n_layer)]
+
+
+@patch_to(TransfoXLModel)
+def _head_masks(self, head_mask):
+    "head_mask (n_head,) or (n_layer, n_head) -> one (1, n_head, 1, 1) multiplier per layer, or Nones."
+    if head_mask is None:
+        return [None] * self.n_layer
+    if head_mask.dim() == 1 and head_mask.shape[0] == self.n_head:
+        head_mask = head_mask.expand(self.n_layer, -1)
+    if head_mask.shape != (self.n_layer, self.n_head):
+        raise ValueError(f"head_mask must be (n_head={self.n_head},) or (n_layer={self.n_layer}, n_head), "
+                         f"got shape {tuple(head_mask.shape)}")
+    return list(head_mask.to(self.dtype)[:, None, :, None, None])
 
 # %% ../notebooks/08_transfo_xl_heads.ipynb #cd5dd50a
 import dataclasses

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems
+from .base import (ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems,
+                        patch_to)
 from .memory import causal_can_attend, update_memory
 from .positions import rel_shift_bnij, xlnet_relative_positional_encoding
 from .transfo_xl import _masked_softmax
@@ -307,7 +308,7 @@ def _binary_mask(x, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         raise ValueError(f"{name} must hold only 0 and 1")
     return x.bool()
 
-# %% ../notebooks/11_xlnet.ipynb #9c64c81e
+# %% ../notebooks/11_xlnet.ipynb #bbd8b3db
 class XLNetModel(XLNetPreTrainedModel):
     "The XLNet network: word embedding, mask_emb for the query stream, n_layer two-stream layers, memory in and out."
 
@@ -323,123 +324,144 @@ class XLNetModel(XLNetPreTrainedModel):
         self.dropout = nn.Dropout(c.dropout)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.word_embedding
-
-    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
-        self.word_embedding = new_embeddings
-
     def cache_mem(self, curr_out: torch.Tensor, prev_mem: torch.Tensor | None) -> torch.Tensor:
         "New memory of one layer: its input curr_out (qlen, b, d_model), cut to reuse_len, appended to prev_mem, last mem_len kept (None or 0: all, as transformers; the original keeps none), detached."
         if self.reuse_len is not None and self.reuse_len > 0:
             curr_out = curr_out[: self.reuse_len]
         return update_memory(prev_mem, curr_out, mem_len=self.mem_len or None)
 
-    def _head_masks(self, head_mask):
-        "head_mask (n_head,) or (n_layer, n_head), 1 = keep -> one (1, n_head, 1, 1) multiplier per layer, or Nones."
-        if head_mask is None:
-            return [None] * self.n_layer
-        if head_mask.dim() == 1 and head_mask.shape[0] == self.n_head:
-            head_mask = head_mask.expand(self.n_layer, -1)
-        if tuple(head_mask.shape) != (self.n_layer, self.n_head):
-            raise ValueError(f"head_mask must be (n_head={self.n_head},) or (n_layer={self.n_layer}, n_head), "
-                             f"got shape {tuple(head_mask.shape)}")
-        return list(head_mask.to(self.dtype)[:, None, :, None, None])
+# %% ../notebooks/11_xlnet.ipynb #a4877f8e
+@patch_to(XLNetModel)
+def two_stream(self, word_emb, mems, *, pos_emb, content_can, query_can, seg_mismatch, target_mapping, head_masks,
+               use_mems=True, output_attentions=False):
+    """The paper's computation, sequence-first. word_emb: (qlen, bsz, d_model); mems: None or one (mlen, bsz, d_model)
+    per layer; pos_emb: (P, bsz, d_model); target_mapping: None (no query stream) or (bsz, m, qlen). Returns the last
+    layer's h (qlen, bsz, d_model) and g (m, bsz, d_model, or None), the new memories, every layer's (h, g) input, and
+    every layer's attention probabilities (only when asked for)."""
+    h = self.dropout(word_emb)                                          # h^(0) = e(x): the content stream
+    g = None                                                             # g^(0) = w at every prediction: the query stream
+    if target_mapping is not None:
+        g = self.dropout(self.mask_emb.expand(target_mapping.shape[1], word_emb.shape[1], -1))   # (m, bsz, d_model)
+    r = self.dropout(pos_emb)                                            # relative positions, shared by the layers
+    new_mems, inputs, probs = [], [], []
+    for n, layer in enumerate(self.layer):
+        m = None if mems is None else mems[n]
+        if use_mems:
+            new_mems.append(self.cache_mem(h, m))                        # this layer's input, for the next segment
+        inputs.append((h, g))
+        h, g, prob = layer(h, g, r=r, content_can_attend=content_can,   # h^n from [m, h^(n-1)]; g^n from g^(n-1)
+                           query_can_attend=query_can, seg_mismatch=seg_mismatch, mems=m,
+                           target_mapping=target_mapping, head_mask=head_masks[n])
+        if output_attentions:                                            # kept only when asked for: (b, n, i, j) per layer
+            probs.append(prob)
+    inputs.append((h, g))
+    return h, g, new_mems, inputs, probs
 
-    def forward(self, input_ids=None, attention_mask=None, mems=None, perm_mask=None, target_mapping=None,
-                token_type_ids=None, input_mask=None, head_mask=None, inputs_embeds=None, use_mems=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
-        "input_ids (bsz, qlen) or inputs_embeds (bsz, qlen, d_model); attention_mask (1 = keep) or input_mask (1 = pad), (bsz, qlen); mems: n_layer tensors (mlen, bsz, d_model); perm_mask (bsz, qlen, qlen), 1 = i cannot see j; target_mapping (bsz, num_predict, qlen); token_type_ids (bsz, qlen)."
-        c = self.config
-        if "use_cache" in kwargs:
-            warnings.warn("use_cache is deprecated, use use_mems (as in transformers)", FutureWarning, stacklevel=2)
-            use_mems = kwargs.pop("use_cache")
-        if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        output_attentions = c.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = c.use_return_dict if return_dict is None else return_dict
-        if use_mems is None:
-            use_mems = c.use_mems_train if self.training else c.use_mems_eval
+# %% ../notebooks/11_xlnet.ipynb #d1496ca7
+@patch_to(XLNetModel)
+def forward(self, input_ids=None, attention_mask=None, mems=None, perm_mask=None, target_mapping=None,
+            token_type_ids=None, input_mask=None, head_mask=None, inputs_embeds=None, use_mems=None,
+            output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
+    "input_ids (bsz, qlen) or inputs_embeds (bsz, qlen, d_model); attention_mask (1 = keep) or input_mask (1 = pad), (bsz, qlen); mems: n_layer tensors (mlen, bsz, d_model); perm_mask (bsz, qlen, qlen), 1 = i cannot see j; target_mapping (bsz, num_predict, qlen); token_type_ids (bsz, qlen)."
+    c = self.config
+    if "use_cache" in kwargs:
+        warnings.warn("use_cache is deprecated, use use_mems (as in transformers)", FutureWarning, stacklevel=2)
+        use_mems = kwargs.pop("use_cache")
+    if kwargs:
+        raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+    output_attentions = c.output_attentions if output_attentions is None else output_attentions
+    output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
+    return_dict = c.use_return_dict if return_dict is None else return_dict
+    if use_mems is None:
+        use_mems = c.use_mems_train if self.training else c.use_mems_eval
 
-        # ---- the boundary: validate, then batch-first HF conventions -> sequence-first, boolean masks
-        bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
-        mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
-                                                 dtype=self.dtype)
-        check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=mlen + qlen, dtype=self.dtype, device=self.device,
-                             copies=4 if target_mapping is None else 8, model=type(self).__name__)
-        if self.bi_data and bsz % 2:
-            raise ValueError(f"bi_data runs the first half of the batch forwards and the second half backwards: "
-                             f"the batch size must be even, got {bsz}")
-        if attention_mask is not None and input_mask is not None:
-            raise ValueError("pass attention_mask (1 = keep) or input_mask (1 = padding), not both")
-        pad = None
-        if attention_mask is not None:
-            pad = ~_binary_mask(attention_mask, "attention_mask", (bsz, qlen))   # (bsz, qlen) True = padding
-        elif input_mask is not None:
-            pad = _binary_mask(input_mask, "input_mask", (bsz, qlen))
-        perm = None if perm_mask is None else _binary_mask(perm_mask, "perm_mask", (bsz, qlen, qlen))
-        if target_mapping is not None:
-            if not isinstance(target_mapping, torch.Tensor) or target_mapping.dim() != 3 or \
-                    target_mapping.shape[0] != bsz or target_mapping.shape[2] != qlen or target_mapping.shape[1] < 1:
-                raise ValueError(f"target_mapping must be (batch={bsz}, num_predict >= 1, length={qlen}), got shape "
-                                 f"{tuple(getattr(target_mapping, 'shape', ()))}")
-            if not bool(((target_mapping == 0) | (target_mapping == 1)).all()):
-                raise ValueError("target_mapping must hold only 0 and 1 (row k is one-hot at the k-th target's "
-                                 "position, or all zero), got other values")
-            target_mapping = target_mapping.to(self.dtype)
-        seg_mismatch = None
-        if token_type_ids is not None:
-            if not isinstance(token_type_ids, torch.Tensor) or token_type_ids.dtype.is_floating_point or \
-                    token_type_ids.dtype == torch.bool or tuple(token_type_ids.shape) != (bsz, qlen):
-                raise ValueError(f"token_type_ids must be an integer tensor of shape {(bsz, qlen)}, got "
-                                 f"{getattr(token_type_ids, 'dtype', type(token_type_ids).__name__)} "
-                                 f"{tuple(getattr(token_type_ids, 'shape', ()))}")
-            if bool((token_type_ids < 0).any()):
-                raise ValueError(f"token_type_ids must be >= 0 (segment ids), got {token_type_ids.min().item()}")
-            seg_mismatch = xlnet_segment_mismatch(token_type_ids, mlen=mlen)   # (bsz, qlen, klen)
-        head_masks = self._head_masks(head_mask)
-        klen = mlen + qlen
+    # ---- the boundary: validate, then batch-first HF conventions -> sequence-first, boolean masks
+    bsz, qlen = check_inputs(input_ids, inputs_embeds, vocab_size=c.vocab_size, d_model=c.d_model)
+    mlen = 0 if mems is None else check_mems(mems, n_layer=self.n_layer, bsz=bsz, d_model=self.d_model,
+                                             dtype=self.dtype)
+    check_attention_fits(bsz=bsz, n_head=c.n_head, qlen=qlen, klen=mlen + qlen, dtype=self.dtype, device=self.device,
+                         copies=4 if target_mapping is None else 8, model=type(self).__name__)
+    if self.bi_data and bsz % 2:
+        raise ValueError(f"bi_data runs the first half of the batch forwards and the second half backwards: "
+                         f"the batch size must be even, got {bsz}")
+    if attention_mask is not None and input_mask is not None:
+        raise ValueError("pass attention_mask (1 = keep) or input_mask (1 = padding), not both")
+    pad = None
+    if attention_mask is not None:
+        pad = ~_binary_mask(attention_mask, "attention_mask", (bsz, qlen))   # (bsz, qlen) True = padding
+    elif input_mask is not None:
+        pad = _binary_mask(input_mask, "input_mask", (bsz, qlen))
+    perm = None if perm_mask is None else _binary_mask(perm_mask, "perm_mask", (bsz, qlen, qlen))
+    if target_mapping is not None:
+        if not isinstance(target_mapping, torch.Tensor) or target_mapping.dim() != 3 or \
+                target_mapping.shape[0] != bsz or target_mapping.shape[2] != qlen or target_mapping.shape[1] < 1:
+            raise ValueError(f"target_mapping must be (batch={bsz}, num_predict >= 1, length={qlen}), got shape "
+                             f"{tuple(getattr(target_mapping, 'shape', ()))}")
+        if not bool(((target_mapping == 0) | (target_mapping == 1)).all()):
+            raise ValueError("target_mapping must hold only 0 and 1 (row k is one-hot at the k-th target's "
+                             "position, or all zero), got other values")
+        target_mapping = target_mapping.to(self.dtype)
+    seg_mismatch = None
+    if token_type_ids is not None:
+        if not isinstance(token_type_ids, torch.Tensor) or token_type_ids.dtype.is_floating_point or \
+                token_type_ids.dtype == torch.bool or tuple(token_type_ids.shape) != (bsz, qlen):
+            raise ValueError(f"token_type_ids must be an integer tensor of shape {(bsz, qlen)}, got "
+                             f"{getattr(token_type_ids, 'dtype', type(token_type_ids).__name__)} "
+                             f"{tuple(getattr(token_type_ids, 'shape', ()))}")
+        if bool((token_type_ids < 0).any()):
+            raise ValueError(f"token_type_ids must be >= 0 (segment ids), got {token_type_ids.min().item()}")
+        seg_mismatch = xlnet_segment_mismatch(token_type_ids, mlen=mlen)   # (bsz, qlen, klen)
+    head_masks = self._head_masks(head_mask)
+    klen = mlen + qlen
 
-        # ---- masks of both streams, (b, 1, i, j) to broadcast over heads
-        device = (input_ids if input_ids is not None else inputs_embeds).device
-        content_can, query_can = xlnet_can_attend(qlen=qlen, mlen=mlen, attn_type=self.attn_type,
-                                                  same_length=self.same_length, pad=pad, perm=perm, device=device)
-        if content_can is not None:
-            content_can, query_can = content_can[:, None], query_can[:, None]
+    # ---- masks of both streams, (b, 1, i, j) to broadcast over heads
+    device = (input_ids if input_ids is not None else inputs_embeds).device
+    content_can, query_can = xlnet_can_attend(qlen=qlen, mlen=mlen, attn_type=self.attn_type,
+                                              same_length=self.same_length, pad=pad, perm=perm, device=device)
+    if content_can is not None:
+        content_can, query_can = content_can[:, None], query_can[:, None]
 
-        # ---- the two streams' inputs, positions
-        word_emb_k = inputs_embeds.transpose(0, 1) if inputs_embeds is not None else \
-            self.word_embedding(input_ids.transpose(0, 1))                           # (qlen, bsz, d_model)
-        output_h = self.dropout(word_emb_k)
-        output_g = None
-        if target_mapping is not None:
-            output_g = self.dropout(self.mask_emb.expand(target_mapping.shape[1], bsz, -1))  # (m, bsz, d_model)
-        pos_emb = xlnet_relative_positional_encoding(qlen, klen, d_model=self.d_model, bsz=bsz, attn_type=self.attn_type,
-                                                     bi_data=self.bi_data, clamp_len=self.clamp_len)  # (P, bsz, d_model)
-        pos_emb = self.dropout(pos_emb.to(device=output_h.device, dtype=output_h.dtype))
+    # ---- positions, then the paper's computation
+    pos_emb = xlnet_relative_positional_encoding(qlen, klen, d_model=self.d_model, bsz=bsz, attn_type=self.attn_type,
+                                                 bi_data=self.bi_data, clamp_len=self.clamp_len)  # (P, bsz, d_model)
+    word_emb = inputs_embeds.transpose(0, 1) if inputs_embeds is not None else \
+        self.word_embedding(input_ids.transpose(0, 1))                           # (qlen, bsz, d_model)
+    output_h, output_g, new_mems, hidden_states, attentions = self.two_stream(
+        word_emb, mems, pos_emb=pos_emb.to(device=word_emb.device, dtype=word_emb.dtype), content_can=content_can,
+        query_can=query_can, seg_mismatch=seg_mismatch, target_mapping=target_mapping, head_masks=head_masks,
+        use_mems=use_mems, output_attentions=output_attentions)
+    output = self.dropout(output_g if output_g is not None else output_h).transpose(0, 1)  # (bsz, m or qlen, d_model)
 
-        new_mems, hidden_states, attentions = [], [], []
-        for i, layer in enumerate(self.layer):
-            if use_mems:
-                new_mems.append(self.cache_mem(output_h, None if mems is None else mems[i]))
-            hidden_states.append((output_h, output_g))
-            output_h, output_g, probs = layer(output_h, output_g, r=pos_emb, content_can_attend=content_can,
-                                              query_can_attend=query_can, seg_mismatch=seg_mismatch,
-                                              mems=None if mems is None else mems[i], target_mapping=target_mapping,
-                                              head_mask=head_masks[i])
-            if output_attentions:                        # kept only when asked for: (b, n, i, j) per layer
-                attentions.append(probs)
-        hidden_states.append((output_h, output_g))
-        output = self.dropout(output_g if output_g is not None else output_h).transpose(0, 1)  # (bsz, m or qlen, d_model)
+    two = output_g is not None
+    hs = None
+    if output_hidden_states:
+        hs = tuple(x.transpose(0, 1) for pair in hidden_states for x in (pair if two else pair[:1]))
+    att = None
+    if output_attentions:
+        att = tuple(probs if two else probs[0] for probs in attentions)
+    out = XLNetModelOutput(last_hidden_state=output, mems=new_mems if use_mems else None, hidden_states=hs,
+                           attentions=att)
+    return out if return_dict else out.to_tuple()
 
-        two = output_g is not None
-        hs = None
-        if output_hidden_states:
-            hs = tuple(x.transpose(0, 1) for pair in hidden_states for x in (pair if two else pair[:1]))
-        att = None
-        if output_attentions:
-            att = tuple(probs if two else probs[0] for probs in attentions)
-        out = XLNetModelOutput(last_hidden_state=output, mems=new_mems if use_mems else None, hidden_states=hs,
-                               attentions=att)
-        return out if return_dict else out.to_tuple()
+# %% ../notebooks/11_xlnet.ipynb #a5fe0e9e
+@patch_to(XLNetModel)
+def get_input_embeddings(self) -> nn.Embedding:
+    return self.word_embedding
+
+
+@patch_to(XLNetModel)
+def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
+    self.word_embedding = new_embeddings
+
+
+@patch_to(XLNetModel)
+def _head_masks(self, head_mask):
+    "head_mask (n_head,) or (n_layer, n_head), 1 = keep -> one (1, n_head, 1, 1) multiplier per layer, or Nones."
+    if head_mask is None:
+        return [None] * self.n_layer
+    if head_mask.dim() == 1 and head_mask.shape[0] == self.n_head:
+        head_mask = head_mask.expand(self.n_layer, -1)
+    if tuple(head_mask.shape) != (self.n_layer, self.n_head):
+        raise ValueError(f"head_mask must be (n_head={self.n_head},) or (n_layer={self.n_layer}, n_head), "
+                         f"got shape {tuple(head_mask.shape)}")
+    return list(head_mask.to(self.dtype)[:, None, :, None, None])
