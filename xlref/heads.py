@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput
+from .base import ModelOutput, patch_to
 from .transfo_xl import _check_shape, _cross_entropy, sequence_classification_loss
 from .xlnet import _ACTIVATIONS, XLNetConfig, XLNetModel, XLNetPreTrainedModel
 
@@ -26,7 +26,7 @@ __all__ = ['XLNetLMHeadModelOutput', 'XLNetLMHeadModel', 'XLNetSequenceSummary',
            'XLNetForSequenceClassification', 'XLNetForMultipleChoiceOutput', 'XLNetForMultipleChoice',
            'XLNetForTokenClassificationOutput', 'XLNetForTokenClassification', 'XLNetForQuestionAnsweringSimpleOutput',
            'XLNetForQuestionAnsweringSimple', 'XLNetPoolerStartLogits', 'XLNetPoolerEndLogits',
-           'XLNetPoolerAnswerClass', 'XLNetForQuestionAnsweringOutput', 'XLNetForQuestionAnswering', 'qa_beam_spans']
+           'XLNetPoolerAnswerClass', 'XLNetForQuestionAnswering', 'XLNetForQuestionAnsweringOutput', 'qa_beam_spans']
 
 # %% ../notebooks/12_xlnet_heads.ipynb #a324aba7
 _BASE_ARGS = ("attention_mask", "mems", "perm_mask", "target_mapping", "token_type_ids", "input_mask", "head_mask",
@@ -325,7 +325,7 @@ class XLNetForQuestionAnsweringSimple(XLNetPreTrainedModel):
                                                        out.mems, out.hidden_states, out.attentions)
         return result if return_dict else result.to_tuple()
 
-# %% ../notebooks/12_xlnet_heads.ipynb #b7178568
+# %% ../notebooks/12_xlnet_heads.ipynb #718090f6
 def _mask_logits(x: torch.Tensor, p_mask: torch.Tensor | None) -> torch.Tensor:
     "Logits where p_mask = 1 become -1e30 (-65500 in float16, which cannot hold 1e30), as transformers."
     if p_mask is None:
@@ -344,7 +344,7 @@ class XLNetPoolerStartLogits(nn.Module):
     def forward(self, hidden_states, p_mask=None):
         return _mask_logits(self.dense(hidden_states).squeeze(-1), p_mask)   # (bsz, len)
 
-
+# %% ../notebooks/12_xlnet_heads.ipynb #63a5c090
 class XLNetPoolerEndLogits(nn.Module):
     "End logits given a start state (keys: dense_0, LayerNorm, dense_1)."
 
@@ -366,7 +366,7 @@ class XLNetPoolerEndLogits(nn.Module):
         x = self.LayerNorm(self.activation(self.dense_0(torch.cat([hidden_states, start_states], dim=-1))))
         return _mask_logits(self.dense_1(x).squeeze(-1), p_mask)
 
-
+# %% ../notebooks/12_xlnet_heads.ipynb #740738ad
 class XLNetPoolerAnswerClass(nn.Module):
     "Answerable-or-not logit from the start state and the <cls> state (keys: dense_0, dense_1)."
 
@@ -385,7 +385,55 @@ class XLNetPoolerAnswerClass(nn.Module):
         x = self.activation(self.dense_0(torch.cat([start_states, cls_state], dim=-1)))
         return self.dense_1(x).squeeze(-1)                                        # (bsz,)
 
+# %% ../notebooks/12_xlnet_heads.ipynb #d8b31e46
+class XLNetForQuestionAnswering(XLNetPreTrainedModel):
+    "SQuAD head: start, end (conditioned on the start) and answer-class poolers; top-k beam at inference."
 
+    def __init__(self, config: XLNetConfig):
+        super().__init__(config)
+        self.start_n_top, self.end_n_top = config.start_n_top, config.end_n_top
+        self.transformer = XLNetModel(config)
+        self.start_logits = XLNetPoolerStartLogits(config)
+        self.end_logits = XLNetPoolerEndLogits(config)
+        self.answer_class = XLNetPoolerAnswerClass(config)
+        self.post_init()
+
+# %% ../notebooks/12_xlnet_heads.ipynb #1fc039ac
+@patch_to(XLNetForQuestionAnswering)
+def span_loss(self, hidden, start_logits, start_positions, end_positions, *, cls_index=None, is_impossible=None,
+              p_mask=None):
+    """Training (teacher forcing): the end logits given the gold start's state; the mean of the two cross-entropies,
+    plus 0.5 x the answerability loss when is_impossible and cls_index are given. hidden: (bsz, len, d)."""
+    end_logits = self.end_logits(hidden, start_positions=start_positions, p_mask=p_mask)     # (bsz, len)
+    loss = (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
+    if cls_index is not None and is_impossible is not None:
+        cls_logits = self.answer_class(hidden, start_positions=start_positions, cls_index=cls_index)   # (bsz,)
+        loss = loss + 0.5 * F.binary_cross_entropy_with_logits(cls_logits, is_impossible.reshape(-1).to(cls_logits.dtype))
+    return loss
+
+# %% ../notebooks/12_xlnet_heads.ipynb #1dd93b26
+@patch_to(XLNetForQuestionAnswering)
+def beam(self, hidden, start_logits, *, p_mask=None, cls_index=None):
+    """Inference: the start_n_top best starts, for each the end_n_top best ends given that start, and the answer-class
+    logit from the expected start state. Returns (start_top_probs, start_top_index (bsz, k_s), end_top_probs,
+    end_top_index (bsz, k_s * k_e), cls_logits (bsz,)), probabilities as in transformers 4.35."""
+    bsz, slen, _ = hidden.shape
+    start_probs = torch.softmax(start_logits, dim=-1)                                    # (bsz, len)
+    start_top_probs, start_top_index = torch.topk(start_probs, self.start_n_top, dim=-1)  # (bsz, k_s)
+    start_states = hidden[torch.arange(bsz, device=hidden.device)[:, None], start_top_index]  # (bsz, k_s, d)
+    start_states = start_states[:, None].expand(-1, slen, -1, -1)                        # (bsz, len, k_s, d)
+    hidden_expanded = hidden[:, :, None].expand_as(start_states)                         # (bsz, len, k_s, d)
+    end_logits = self.end_logits(hidden_expanded, start_states=start_states,
+                                 p_mask=None if p_mask is None else p_mask[:, :, None])  # (bsz, len, k_s)
+    end_probs = torch.softmax(end_logits, dim=1)                                         # over end positions
+    end_top_probs, end_top_index = torch.topk(end_probs, self.end_n_top, dim=1)          # (bsz, k_e, k_s)
+    end_top_probs = end_top_probs.reshape(-1, self.start_n_top * self.end_n_top)
+    end_top_index = end_top_index.reshape(-1, self.start_n_top * self.end_n_top)
+    expected_start = torch.einsum("blh,bl->bh", hidden, start_probs)                     # (bsz, d): E[h_start]
+    cls_logits = self.answer_class(hidden, start_states=expected_start, cls_index=cls_index)
+    return start_top_probs, start_top_index, end_top_probs, end_top_index, cls_logits
+
+# %% ../notebooks/12_xlnet_heads.ipynb #e92901ee
 @dataclasses.dataclass
 class XLNetForQuestionAnsweringOutput(ModelOutput):
     loss: torch.Tensor | None = None
@@ -409,68 +457,40 @@ def _positions(x: torch.Tensor | None, name: str, bsz: int, slen: int) -> torch.
     return x
 
 
-class XLNetForQuestionAnswering(XLNetPreTrainedModel):
-    "SQuAD head: start, end (conditioned on the start) and answer-class poolers; top-k beam at inference."
-
-    def __init__(self, config: XLNetConfig):
-        super().__init__(config)
-        self.start_n_top, self.end_n_top = config.start_n_top, config.end_n_top
-        self.transformer = XLNetModel(config)
-        self.start_logits = XLNetPoolerStartLogits(config)
-        self.end_logits = XLNetPoolerEndLogits(config)
-        self.answer_class = XLNetPoolerAnswerClass(config)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, mems=None, perm_mask=None, target_mapping=None,
-                token_type_ids=None, input_mask=None, head_mask=None, inputs_embeds=None, start_positions=None,
-                end_positions=None, is_impossible=None, cls_index=None, p_mask=None, use_mems=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
-        "Training: start_positions, end_positions (bsz,), optional cls_index, is_impossible. Inference: the beam."
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        out = self.transformer(input_ids, return_dict=True, **_base_args(locals()), **kwargs)
-        hidden = out.last_hidden_state                                         # (bsz, len, d)
-        bsz, slen, hsz = hidden.shape
-        if p_mask is not None:
-            _check_shape(p_mask, (bsz, slen), "p_mask")
-            p_mask = p_mask.to(hidden.dtype)
-        cls_index = _positions(cls_index, "cls_index", bsz, slen)
-        start_logits = self.start_logits(hidden, p_mask=p_mask)                # (bsz, len)
-        if is_impossible is not None and cls_index is None:
-            raise ValueError("is_impossible needs cls_index (where <cls> is), which the answerability loss reads; "
-                             "transformers 4.35 silently drops that loss without it")
-        if _both_or_neither(start_positions=start_positions, end_positions=end_positions):
-            start_positions = _positions(start_positions, "start_positions", bsz, slen)
-            end_positions = _positions(end_positions, "end_positions", bsz, slen)
-            end_logits = self.end_logits(hidden, start_positions=start_positions, p_mask=p_mask)
-            total_loss = (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
-            if cls_index is not None and is_impossible is not None:
-                _check_shape(is_impossible.reshape(-1), (bsz,), "is_impossible")
-                cls_logits = self.answer_class(hidden, start_positions=start_positions, cls_index=cls_index)
-                total_loss = total_loss + 0.5 * F.binary_cross_entropy_with_logits(
-                    cls_logits, is_impossible.reshape(-1).to(cls_logits.dtype))
-            result = XLNetForQuestionAnsweringOutput(loss=total_loss, mems=out.mems, hidden_states=out.hidden_states,
-                                                     attentions=out.attentions)
-            return result if return_dict else result.to_tuple()
-        # the beam: start_n_top starts, then end_n_top ends for each
-        if max(self.start_n_top, self.end_n_top) > slen:
-            raise ValueError(f"the beam needs start_n_top ({self.start_n_top}) and end_n_top ({self.end_n_top}) "
-                             f"<= the sequence length ({slen})")
-        start_probs = torch.softmax(start_logits, dim=-1)                                    # (bsz, len)
-        start_top_probs, start_top_index = torch.topk(start_probs, self.start_n_top, dim=-1)  # (bsz, k_s)
-        start_states = hidden[torch.arange(bsz, device=hidden.device)[:, None], start_top_index]  # (bsz, k_s, d)
-        start_states = start_states[:, None].expand(-1, slen, -1, -1)                        # (bsz, len, k_s, d)
-        hidden_expanded = hidden[:, :, None].expand_as(start_states)                         # (bsz, len, k_s, d)
-        end_logits = self.end_logits(hidden_expanded, start_states=start_states,
-                                     p_mask=None if p_mask is None else p_mask[:, :, None])  # (bsz, len, k_s)
-        end_probs = torch.softmax(end_logits, dim=1)                                         # over end positions
-        end_top_probs, end_top_index = torch.topk(end_probs, self.end_n_top, dim=1)          # (bsz, k_e, k_s)
-        end_top_probs = end_top_probs.reshape(-1, self.start_n_top * self.end_n_top)
-        end_top_index = end_top_index.reshape(-1, self.start_n_top * self.end_n_top)
-        expected_start = torch.einsum("blh,bl->bh", hidden, start_probs)                     # (bsz, d)
-        cls_logits = self.answer_class(hidden, start_states=expected_start, cls_index=cls_index)
-        result = XLNetForQuestionAnsweringOutput(None, start_top_probs, start_top_index, end_top_probs, end_top_index,
-                                                 cls_logits, out.mems, out.hidden_states, out.attentions)
+@patch_to(XLNetForQuestionAnswering)
+def forward(self, input_ids=None, attention_mask=None, mems=None, perm_mask=None, target_mapping=None,
+            token_type_ids=None, input_mask=None, head_mask=None, inputs_embeds=None, start_positions=None,
+            end_positions=None, is_impossible=None, cls_index=None, p_mask=None, use_mems=None,
+            output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
+    "Training: start_positions, end_positions (bsz,), optional cls_index, is_impossible. Inference: the beam."
+    return_dict = self.config.use_return_dict if return_dict is None else return_dict
+    out = self.transformer(input_ids, return_dict=True, **_base_args(locals()), **kwargs)
+    hidden = out.last_hidden_state                                         # (bsz, len, d)
+    bsz, slen, hsz = hidden.shape
+    if p_mask is not None:
+        _check_shape(p_mask, (bsz, slen), "p_mask")
+        p_mask = p_mask.to(hidden.dtype)
+    cls_index = _positions(cls_index, "cls_index", bsz, slen)
+    start_logits = self.start_logits(hidden, p_mask=p_mask)                # (bsz, len)
+    if is_impossible is not None and cls_index is None:
+        raise ValueError("is_impossible needs cls_index (where <cls> is), which the answerability loss reads; "
+                         "transformers 4.35 silently drops that loss without it")
+    if _both_or_neither(start_positions=start_positions, end_positions=end_positions):
+        start_positions = _positions(start_positions, "start_positions", bsz, slen)
+        end_positions = _positions(end_positions, "end_positions", bsz, slen)
+        if is_impossible is not None:
+            _check_shape(is_impossible.reshape(-1), (bsz,), "is_impossible")
+        loss = self.span_loss(hidden, start_logits, start_positions, end_positions, cls_index=cls_index,
+                              is_impossible=is_impossible, p_mask=p_mask)
+        result = XLNetForQuestionAnsweringOutput(loss=loss, mems=out.mems, hidden_states=out.hidden_states,
+                                                 attentions=out.attentions)
         return result if return_dict else result.to_tuple()
+    if max(self.start_n_top, self.end_n_top) > slen:
+        raise ValueError(f"the beam needs start_n_top ({self.start_n_top}) and end_n_top ({self.end_n_top}) "
+                         f"<= the sequence length ({slen})")
+    result = XLNetForQuestionAnsweringOutput(None, *self.beam(hidden, start_logits, p_mask=p_mask, cls_index=cls_index),
+                                             out.mems, out.hidden_states, out.attentions)
+    return result if return_dict else result.to_tuple()
 
 # %% ../notebooks/12_xlnet_heads.ipynb #68f7ad14
 def qa_beam_spans(output: XLNetForQuestionAnsweringOutput, start_n_top: int, end_n_top: int):

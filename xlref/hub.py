@@ -33,7 +33,7 @@ from .datasets import write_files_atomically   # whole files or none (notebook 0
 __all__ = ['CONFIG_NAME', 'SAFE_WEIGHTS_NAME', 'WEIGHTS_NAME', 'SHIPPED_CHECKPOINTS', 'hub_offline', 'resolve_checkpoint',
            'load_state_dict_file', 'remove_aliases']
 
-# %% ../notebooks/14_checkpoints.ipynb #ba9de9e1
+# %% ../notebooks/14_checkpoints.ipynb #a64b1c39
 CONFIG_NAME = "config.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_NAME = "pytorch_model.bin"
@@ -87,7 +87,7 @@ def _hub_download(repo_id: str, filenames, *, offline: bool, hub: dict) -> Path 
                 raise                          # online, yet nothing came back: a network problem
     return None
 
-
+# %% ../notebooks/14_checkpoints.ipynb #c058ae14
 def resolve_checkpoint(name_or_path, *, files=(CONFIG_NAME,), any_of=(), local_files_only: bool = False,
                        revision: str | None = None, cache_dir=None, force_download: bool = False, proxies=None,
                        token=None, subfolder: str = "") -> Path:
@@ -136,7 +136,7 @@ def resolve_checkpoint(name_or_path, *, files=(CONFIG_NAME,), any_of=(), local_f
                       f"the hub could not provide it {where} ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
     return folder
 
-
+# %% ../notebooks/14_checkpoints.ipynb #038076de
 def _open_check(path: Path) -> bool:
     "Whether `path` exists as a file to read; a FIFO, device or folder (which could block or mislead) is an error."
     if not (path.exists() or path.is_symlink()):
@@ -172,7 +172,7 @@ def load_state_dict_file(folder: Path, *, use_safetensors: bool | None = None) -
         return state_dict
     raise FileNotFoundError(f"no {' or '.join(names)} in {folder}")
 
-
+# %% ../notebooks/14_checkpoints.ipynb #537b74c8
 def _storage_key(t: torch.Tensor):
     return (t.device, t.untyped_storage().data_ptr())
 

@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+from .base import patch_to
+
+
 # %% auto #0
 __all__ = ['train_xlnet_spiece', 'XLNetTokenizer', 'TransfoXLTokenizer', 'load_vocab_pickle']
 
@@ -123,7 +126,7 @@ def _check_max_length(value, name: str = "max_length"):
         raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     return value
 
-# %% ../notebooks/13_tokenizers.ipynb #6dea522a
+# %% ../notebooks/13_tokenizers.ipynb #c5ea4d46
 class _Tokenizer:
     "What XLNet's and Transformer-XL's tokenizers share: special-token splitting, encoding, padding, decoding."
 
@@ -154,7 +157,7 @@ class _Tokenizer:
         specials = sorted(set(self.all_special_tokens), key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
 
-    # ------------------------------------------------------------ special tokens
+    # -- special tokens
     def __getattr__(self, name):
         # bos_token, ..., mask_token and their *_id twins
         special = self.__dict__.get("_special")
@@ -176,244 +179,14 @@ class _Tokenizer:
     def all_special_ids(self) -> list[int]:
         return self.convert_tokens_to_ids(self.all_special_tokens)
 
-    # ------------------------------------------------------------ text -> tokens
-    def _lowercase_input(self) -> bool:
-        return False
-
-    def _split_on_special_tokens(self, text: str) -> list[str]:
-        "Cut `text` around special tokens (kept whole); strip spaces left of `lstrip` tokens; drop empties."
-        parts = self._special_re.split(text) if self._special_re else [text]
-        specials = set(self.all_special_tokens)
-        for i, part in enumerate(parts):
-            if part in specials and part in self._lstrip_tokens and i > 0 and parts[i - 1] not in specials:
-                parts[i - 1] = parts[i - 1].rstrip()
-        return [p for p in parts if p]
-
-    def tokenize(self, text: str) -> list[str]:
-        "Cut `text` into token strings; special tokens written in the text stay whole."
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        specials = set(self.all_special_tokens)
-        if self._lowercase_input():
-            # lower-case everything but the special tokens, then look for special tokens again
-            parts = self._special_re.split(text) if self._special_re else [text]
-            text = "".join(p if p in specials else p.lower() for p in parts)
-        tokens = []
-        for part in self._split_on_special_tokens(text):
-            tokens.extend([part] if part in specials else self._tokenize(part))
-        return tokens
-
-    def convert_tokens_to_ids(self, tokens):
-        "A token str -> its id; a list of token strs -> a list of ids."
-        if isinstance(tokens, str):
-            return self._token_to_id(tokens)
-        if tokens is None:
-            return None
-        return [self._token_to_id(self._check_token(t)) for t in tokens]
-
+    # -- text -> tokens
     @staticmethod
     def _check_token(token):
         if not isinstance(token, str):
             raise TypeError(f"tokens must be strs, got {type(token).__name__} ({token!r})")
         return token
 
-    def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
-        "An id -> its token str; a list (or 1-D tensor) of ids -> token strs, optionally without specials."
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        if isinstance(ids, int) and not isinstance(ids, bool):
-            return self._id_to_token(ids)
-        special_ids = set(self.all_special_ids) if skip_special_tokens else set()
-        out = []
-        for i in ids:
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"ids must be ints, got {type(i).__name__} ({i!r})")
-            if i not in special_ids:
-                out.append(self._id_to_token(i))
-        return out
-
-    # ------------------------------------------------------------ tokens -> model inputs
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return len(self.build_inputs_with_special_tokens([], [] if pair else None))
-
-    def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
-        return list(token_ids_0) + ([] if token_ids_1 is None else list(token_ids_1))
-
-    def create_token_type_ids_from_sequences(self, token_ids_0, token_ids_1=None):
-        return [0] * len(token_ids_0) + ([] if token_ids_1 is None else [1] * len(token_ids_1))
-
-    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
-        "1 where `build_inputs_with_special_tokens` puts a special token, 0 on text."
-        if already_has_special_tokens:
-            if token_ids_1 is not None:
-                raise ValueError("already_has_special_tokens=True takes one sequence of ids, not a pair")
-            special = set(self.all_special_ids)
-            return [1 if i in special else 0 for i in token_ids_0]
-        return [0] * (len(token_ids_0) + (len(token_ids_1) if token_ids_1 is not None else 0))
-
-    def _ids_of(self, text, what: str) -> list[int]:
-        "A text (str) or already-converted ids (list of ints) -> ids."
-        if isinstance(text, str):
-            return self.convert_tokens_to_ids(self.tokenize(text))
-        if isinstance(text, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in text):
-            return list(text)
-        raise TypeError(f"{what} must be a str, a list of ids, or (for a batch) a list of strs; got {text!r:.80}")
-
-    def _truncate(self, ids, pair_ids, n_remove: int, strategy: str, max_length: int):
-        "Remove `n_remove` ids from `ids`/`pair_ids` by `strategy`; raise when that is impossible."
-        def cut(seq, n):
-            return seq[n:] if self.truncation_side == "left" else seq[: len(seq) - n]
-
-        if strategy == "longest_first" and pair_ids is not None:
-            if n_remove > len(ids) + len(pair_ids):
-                raise ValueError(f"cannot fit the pair into max_length={max_length}: it leaves no room for the text")
-            for _ in range(n_remove):  # one id at a time from the longer member (the second on ties)
-                if len(ids) > len(pair_ids):
-                    ids = cut(ids, 1)
-                else:
-                    pair_ids = cut(pair_ids, 1)
-            return ids, pair_ids
-        if strategy == "only_second":
-            if pair_ids is None:
-                raise ValueError("truncation='only_second' needs a pair of texts; use 'longest_first' or 'only_first'")
-            if len(pair_ids) <= n_remove:
-                raise ValueError(f"truncation='only_second' must remove {n_remove} ids but the second text has "
-                                 f"{len(pair_ids)}; use 'longest_first' or a larger max_length")
-            return ids, cut(pair_ids, n_remove)
-        if len(ids) <= n_remove:  # longest_first on a single text, or only_first
-            raise ValueError(f"truncation='{strategy}' must remove {n_remove} ids but the first text has {len(ids)}; "
-                             f"use a larger max_length" + (" or 'longest_first'" if pair_ids is not None else ""))
-        return cut(ids, n_remove), pair_ids
-
-    def _prepare(self, ids, pair_ids, *, add_special_tokens, truncation, max_length,
-                 return_token_type_ids, return_special_tokens_mask):
-        "One example: truncate, add special tokens, make type ids; no padding yet."
-        extra = self.num_special_tokens_to_add(pair_ids is not None) if add_special_tokens else 0
-        total = len(ids) + (len(pair_ids) if pair_ids is not None else 0) + extra
-        if max_length is not None and total > max_length:
-            if truncation is None:
-                raise ValueError(f"the input has {total} ids (special tokens included), more than max_length="
-                                 f"{max_length}, and truncation is off: pass truncation=True (or 'only_first', "
-                                 "'only_second') or a larger max_length")
-            ids, pair_ids = self._truncate(ids, pair_ids, total - max_length, truncation, max_length)
-        out = {}
-        if add_special_tokens:
-            out["input_ids"] = self.build_inputs_with_special_tokens(ids, pair_ids)
-            types = self.create_token_type_ids_from_sequences(ids, pair_ids)
-        else:
-            out["input_ids"] = ids + (pair_ids if pair_ids is not None else [])
-            types = [0] * len(out["input_ids"])
-        if return_token_type_ids:
-            out["token_type_ids"] = types
-        if return_special_tokens_mask:
-            out["special_tokens_mask"] = (self.get_special_tokens_mask(ids, pair_ids) if add_special_tokens
-                                          else [0] * len(out["input_ids"]))
-        return out
-
-    def _pad(self, enc: dict, length: int, return_attention_mask: bool) -> dict:
-        "Pad one example to `length` on `padding_side`: pad id, pad type id, mask 0, special mask 1."
-        n = len(enc["input_ids"])
-        if return_attention_mask:
-            enc["attention_mask"] = [1] * n
-        diff = length - n
-        if diff > 0:
-            fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
-                    "attention_mask": 0, "special_tokens_mask": 1}
-            for key in enc:
-                if key in fill:
-                    pad = [fill[key]] * diff
-                    enc[key] = pad + enc[key] if self.padding_side == "left" else enc[key] + pad
-        return enc
-
-    def __call__(self, text, text_pair=None, add_special_tokens: bool = True, padding=False, truncation=None,
-                 max_length: int | None = None, pad_to_multiple_of: int | None = None, return_tensors=None,
-                 return_token_type_ids: bool | None = None, return_attention_mask: bool | None = None,
-                 return_special_tokens_mask: bool = False, return_length: bool = False) -> _Encoding:
-        """Encode a text, a pair of texts, or a batch (lists) of them into model inputs.
-
-        padding: False, True / 'longest', 'max_length'. truncation: None / False, True / 'longest_first',
-        'only_first', 'only_second'. return_tensors: None (lists) or 'pt' (int64 tensors, batch first)."""
-        if padding not in _PADDING:
-            raise ValueError(f"padding must be one of {list(_PADDING)}, got {padding!r}")
-        if truncation not in _TRUNCATION:
-            raise ValueError(f"truncation must be one of {list(_TRUNCATION)}, got {truncation!r}")
-        if return_tensors not in (None, "pt"):
-            raise ValueError(f"return_tensors must be None or 'pt' (PyTorch), got {return_tensors!r}")
-        max_length = _check_max_length(max_length)
-        pad_to_multiple_of = _check_max_length(pad_to_multiple_of, "pad_to_multiple_of")
-        unset = truncation is None  # an explicit False means "do not truncate"
-        padding, truncation = _PADDING[padding], _TRUNCATION[truncation]
-        if max_length is not None and padding is None and unset:
-            truncation = "longest_first"  # as transformers: a max_length alone asks for truncation
-        if max_length is None and (padding == "max_length" or truncation is not None):
-            max_length = self.model_max_length
-            if max_length is None:
-                raise ValueError(f"padding='max_length' and truncation need max_length (this tokenizer has no "
-                                 f"model_max_length); got padding={padding!r}, truncation={truncation!r}")
-        if truncation and padding and pad_to_multiple_of and max_length % pad_to_multiple_of:
-            raise ValueError(f"with truncation and padding, max_length ({max_length}) must be a multiple of "
-                             f"pad_to_multiple_of ({pad_to_multiple_of})")
-        if padding is not None and self.pad_token is None:
-            raise ValueError(f"{type(self).__name__} has no pad_token, so it cannot pad; leave padding=False")
-        if return_token_type_ids and not add_special_tokens:
-            raise ValueError("return_token_type_ids=True needs add_special_tokens=True (types mark the segments)")
-        if return_token_type_ids is None:
-            return_token_type_ids = "token_type_ids" in self.model_input_names
-        if return_attention_mask is None:
-            return_attention_mask = "attention_mask" in self.model_input_names
-
-        batched = isinstance(text, (list, tuple)) and not (text and all(isinstance(t, int) for t in text))
-        if batched:
-            if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
-                raise ValueError(f"a batch of {len(text)} texts needs text_pair as a list of {len(text)} texts too")
-            pairs = list(zip(text, text_pair)) if text_pair is not None else [(t, None) for t in text]
-        else:
-            pairs = [(text, text_pair)]
-        examples = []
-        for a, b in pairs:
-            ids = self._ids_of(a, "text")
-            pair_ids = None if b is None else self._ids_of(b, "text_pair")
-            enc = self._prepare(ids, pair_ids, add_special_tokens=add_special_tokens, truncation=truncation,
-                                max_length=max_length, return_token_type_ids=return_token_type_ids,
-                                return_special_tokens_mask=return_special_tokens_mask)
-            if return_length and batched:
-                enc["length"] = len(enc["input_ids"])  # before padding, as transformers does for batches
-            examples.append(enc)
-
-        longest = max((len(e["input_ids"]) for e in examples), default=0)
-        target = {None: 0, "longest": longest, "max_length": max_length}[padding]
-        if padding is not None and pad_to_multiple_of and target % pad_to_multiple_of:
-            target += pad_to_multiple_of - target % pad_to_multiple_of
-        if padding is not None:
-            _check_padding_fits(len(examples), target, len(examples[0]) + 1 if examples else 1)
-        examples = [self._pad(e, target, return_attention_mask) for e in examples]
-        if return_length and not batched:
-            examples[0]["length"] = len(examples[0]["input_ids"])
-
-        if not batched:
-            out = _Encoding(examples[0])
-            if return_tensors == "pt":
-                out = _Encoding({k: torch.tensor([v] if isinstance(v, list) else v) for k, v in out.items()})
-            return out
-        out = _Encoding({k: [e[k] for e in examples] for k in examples[0]} if examples else {"input_ids": []})
-        if return_tensors == "pt":
-            lengths = {len(row) for row in out["input_ids"]}
-            if len(lengths) > 1:
-                raise ValueError(f"cannot stack sequences of lengths {sorted(lengths)} into one tensor: "
-                                 "pass padding=True (or 'max_length')")
-            out = _Encoding({k: torch.tensor(v, dtype=torch.long) for k, v in out.items()})
-        return out
-
-    def encode(self, text, text_pair=None, add_special_tokens: bool = True, padding=False, truncation=None,
-               max_length: int | None = None, return_tensors=None):
-        "The `input_ids` of `self(text, text_pair, ...)` for one text or pair."
-        if isinstance(text, (list, tuple)) and text and not all(isinstance(t, int) for t in text):
-            raise TypeError("encode takes one text (or pair); call the tokenizer itself for a batch")
-        return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-                    max_length=max_length, return_tensors=return_tensors, return_token_type_ids=False,
-                    return_attention_mask=False)["input_ids"]
-
-    # ------------------------------------------------------------ ids -> text
+    # -- ids -> text
     @staticmethod
     def clean_up_tokenization(text: str) -> str:
         "Undo English tokenisation spaces: ' .' -> '.', \" n't\" -> \"n't\", and so on (as transformers)."
@@ -422,29 +195,297 @@ class _Tokenizer:
             text = text.replace(spaced, tight)
         return text
 
-    def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None) -> str:
-        "Ids (list, 1-D tensor or int) -> text."
-        if isinstance(token_ids, torch.Tensor):
-            if token_ids.dim() > 1:
-                raise ValueError(f"decode takes one sequence (1-D), got shape {tuple(token_ids.shape)}; use batch_decode")
-            token_ids = token_ids.tolist()
-        if isinstance(token_ids, int) and not isinstance(token_ids, bool):
-            token_ids = [token_ids]
-        tokens = self.convert_ids_to_tokens(list(token_ids), skip_special_tokens=skip_special_tokens)
-        text = self._join_tokens(tokens)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
-        return self.clean_up_tokenization(text) if clean else text
+# %% ../notebooks/13_tokenizers.ipynb #55d9e819
+@patch_to(_Tokenizer)
+def _lowercase_input(self) -> bool:
+    return False
 
-    def batch_decode(self, sequences, **kwargs) -> list[str]:
-        "`decode` every row of a list of id lists or a 2-D tensor."
-        return [self.decode(s, **kwargs) for s in sequences]
 
-    def __len__(self) -> int:
-        return len(self.get_vocab())
+@patch_to(_Tokenizer)
+def _split_on_special_tokens(self, text: str) -> list[str]:
+    "Cut `text` around special tokens (kept whole); strip spaces left of `lstrip` tokens; drop empties."
+    parts = self._special_re.split(text) if self._special_re else [text]
+    specials = set(self.all_special_tokens)
+    for i, part in enumerate(parts):
+        if part in specials and part in self._lstrip_tokens and i > 0 and parts[i - 1] not in specials:
+            parts[i - 1] = parts[i - 1].rstrip()
+    return [p for p in parts if p]
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, padding_side={self.padding_side!r}, "
-                f"special_tokens={self.all_special_tokens})")
+
+@patch_to(_Tokenizer)
+def tokenize(self, text: str) -> list[str]:
+    "Cut `text` into token strings; special tokens written in the text stay whole."
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    specials = set(self.all_special_tokens)
+    if self._lowercase_input():
+        # lower-case everything but the special tokens, then look for special tokens again
+        parts = self._special_re.split(text) if self._special_re else [text]
+        text = "".join(p if p in specials else p.lower() for p in parts)
+    tokens = []
+    for part in self._split_on_special_tokens(text):
+        tokens.extend([part] if part in specials else self._tokenize(part))
+    return tokens
+
+
+@patch_to(_Tokenizer)
+def convert_tokens_to_ids(self, tokens):
+    "A token str -> its id; a list of token strs -> a list of ids."
+    if isinstance(tokens, str):
+        return self._token_to_id(tokens)
+    if tokens is None:
+        return None
+    return [self._token_to_id(self._check_token(t)) for t in tokens]
+
+
+@patch_to(_Tokenizer)
+def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
+    "An id -> its token str; a list (or 1-D tensor) of ids -> token strs, optionally without specials."
+    if isinstance(ids, torch.Tensor):
+        ids = ids.tolist()
+    if isinstance(ids, int) and not isinstance(ids, bool):
+        return self._id_to_token(ids)
+    special_ids = set(self.all_special_ids) if skip_special_tokens else set()
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"ids must be ints, got {type(i).__name__} ({i!r})")
+        if i not in special_ids:
+            out.append(self._id_to_token(i))
+    return out
+
+# %% ../notebooks/13_tokenizers.ipynb #66ee02a8
+@patch_to(_Tokenizer)
+def num_special_tokens_to_add(self, pair: bool = False) -> int:
+    return len(self.build_inputs_with_special_tokens([], [] if pair else None))
+
+
+@patch_to(_Tokenizer)
+def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
+    return list(token_ids_0) + ([] if token_ids_1 is None else list(token_ids_1))
+
+
+@patch_to(_Tokenizer)
+def create_token_type_ids_from_sequences(self, token_ids_0, token_ids_1=None):
+    return [0] * len(token_ids_0) + ([] if token_ids_1 is None else [1] * len(token_ids_1))
+
+
+@patch_to(_Tokenizer)
+def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
+    "1 where `build_inputs_with_special_tokens` puts a special token, 0 on text."
+    if already_has_special_tokens:
+        if token_ids_1 is not None:
+            raise ValueError("already_has_special_tokens=True takes one sequence of ids, not a pair")
+        special = set(self.all_special_ids)
+        return [1 if i in special else 0 for i in token_ids_0]
+    return [0] * (len(token_ids_0) + (len(token_ids_1) if token_ids_1 is not None else 0))
+
+
+# %% ../notebooks/13_tokenizers.ipynb #4110956d
+@patch_to(_Tokenizer)
+def _ids_of(self, text, what: str) -> list[int]:
+    "A text (str) or already-converted ids (list of ints) -> ids."
+    if isinstance(text, str):
+        return self.convert_tokens_to_ids(self.tokenize(text))
+    if isinstance(text, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in text):
+        return list(text)
+    raise TypeError(f"{what} must be a str, a list of ids, or (for a batch) a list of strs; got {text!r:.80}")
+
+
+@patch_to(_Tokenizer)
+def _truncate(self, ids, pair_ids, n_remove: int, strategy: str, max_length: int):
+    "Remove `n_remove` ids from `ids`/`pair_ids` by `strategy`; raise when that is impossible."
+    def cut(seq, n):
+        return seq[n:] if self.truncation_side == "left" else seq[: len(seq) - n]
+
+    if strategy == "longest_first" and pair_ids is not None:
+        if n_remove > len(ids) + len(pair_ids):
+            raise ValueError(f"cannot fit the pair into max_length={max_length}: it leaves no room for the text")
+        for _ in range(n_remove):  # one id at a time from the longer member (the second on ties)
+            if len(ids) > len(pair_ids):
+                ids = cut(ids, 1)
+            else:
+                pair_ids = cut(pair_ids, 1)
+        return ids, pair_ids
+    if strategy == "only_second":
+        if pair_ids is None:
+            raise ValueError("truncation='only_second' needs a pair of texts; use 'longest_first' or 'only_first'")
+        if len(pair_ids) <= n_remove:
+            raise ValueError(f"truncation='only_second' must remove {n_remove} ids but the second text has "
+                             f"{len(pair_ids)}; use 'longest_first' or a larger max_length")
+        return ids, cut(pair_ids, n_remove)
+    if len(ids) <= n_remove:  # longest_first on a single text, or only_first
+        raise ValueError(f"truncation='{strategy}' must remove {n_remove} ids but the first text has {len(ids)}; "
+                         f"use a larger max_length" + (" or 'longest_first'" if pair_ids is not None else ""))
+    return cut(ids, n_remove), pair_ids
+
+
+@patch_to(_Tokenizer)
+def _prepare(self, ids, pair_ids, *, add_special_tokens, truncation, max_length,
+             return_token_type_ids, return_special_tokens_mask):
+    "One example: truncate, add special tokens, make type ids; no padding yet."
+    extra = self.num_special_tokens_to_add(pair_ids is not None) if add_special_tokens else 0
+    total = len(ids) + (len(pair_ids) if pair_ids is not None else 0) + extra
+    if max_length is not None and total > max_length:
+        if truncation is None:
+            raise ValueError(f"the input has {total} ids (special tokens included), more than max_length="
+                             f"{max_length}, and truncation is off: pass truncation=True (or 'only_first', "
+                             "'only_second') or a larger max_length")
+        ids, pair_ids = self._truncate(ids, pair_ids, total - max_length, truncation, max_length)
+    out = {}
+    if add_special_tokens:
+        out["input_ids"] = self.build_inputs_with_special_tokens(ids, pair_ids)
+        types = self.create_token_type_ids_from_sequences(ids, pair_ids)
+    else:
+        out["input_ids"] = ids + (pair_ids if pair_ids is not None else [])
+        types = [0] * len(out["input_ids"])
+    if return_token_type_ids:
+        out["token_type_ids"] = types
+    if return_special_tokens_mask:
+        out["special_tokens_mask"] = (self.get_special_tokens_mask(ids, pair_ids) if add_special_tokens
+                                      else [0] * len(out["input_ids"]))
+    return out
+
+
+@patch_to(_Tokenizer)
+def _pad(self, enc: dict, length: int, return_attention_mask: bool) -> dict:
+    "Pad one example to `length` on `padding_side`: pad id, pad type id, mask 0, special mask 1."
+    n = len(enc["input_ids"])
+    if return_attention_mask:
+        enc["attention_mask"] = [1] * n
+    diff = length - n
+    if diff > 0:
+        fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
+                "attention_mask": 0, "special_tokens_mask": 1}
+        for key in enc:
+            if key in fill:
+                pad = [fill[key]] * diff
+                enc[key] = pad + enc[key] if self.padding_side == "left" else enc[key] + pad
+    return enc
+
+# %% ../notebooks/13_tokenizers.ipynb #9933f62f
+@patch_to(_Tokenizer)
+def __call__(self, text, text_pair=None, add_special_tokens: bool = True, padding=False, truncation=None,
+             max_length: int | None = None, pad_to_multiple_of: int | None = None, return_tensors=None,
+             return_token_type_ids: bool | None = None, return_attention_mask: bool | None = None,
+             return_special_tokens_mask: bool = False, return_length: bool = False) -> _Encoding:
+    """Encode a text, a pair of texts, or a batch (lists) of them into model inputs.
+
+    padding: False, True / 'longest', 'max_length'. truncation: None / False, True / 'longest_first',
+    'only_first', 'only_second'. return_tensors: None (lists) or 'pt' (int64 tensors, batch first)."""
+    if padding not in _PADDING:
+        raise ValueError(f"padding must be one of {list(_PADDING)}, got {padding!r}")
+    if truncation not in _TRUNCATION:
+        raise ValueError(f"truncation must be one of {list(_TRUNCATION)}, got {truncation!r}")
+    if return_tensors not in (None, "pt"):
+        raise ValueError(f"return_tensors must be None or 'pt' (PyTorch), got {return_tensors!r}")
+    max_length = _check_max_length(max_length)
+    pad_to_multiple_of = _check_max_length(pad_to_multiple_of, "pad_to_multiple_of")
+    unset = truncation is None  # an explicit False means "do not truncate"
+    padding, truncation = _PADDING[padding], _TRUNCATION[truncation]
+    if max_length is not None and padding is None and unset:
+        truncation = "longest_first"  # as transformers: a max_length alone asks for truncation
+    if max_length is None and (padding == "max_length" or truncation is not None):
+        max_length = self.model_max_length
+        if max_length is None:
+            raise ValueError(f"padding='max_length' and truncation need max_length (this tokenizer has no "
+                             f"model_max_length); got padding={padding!r}, truncation={truncation!r}")
+    if truncation and padding and pad_to_multiple_of and max_length % pad_to_multiple_of:
+        raise ValueError(f"with truncation and padding, max_length ({max_length}) must be a multiple of "
+                         f"pad_to_multiple_of ({pad_to_multiple_of})")
+    if padding is not None and self.pad_token is None:
+        raise ValueError(f"{type(self).__name__} has no pad_token, so it cannot pad; leave padding=False")
+    if return_token_type_ids and not add_special_tokens:
+        raise ValueError("return_token_type_ids=True needs add_special_tokens=True (types mark the segments)")
+    if return_token_type_ids is None:
+        return_token_type_ids = "token_type_ids" in self.model_input_names
+    if return_attention_mask is None:
+        return_attention_mask = "attention_mask" in self.model_input_names
+
+    batched = isinstance(text, (list, tuple)) and not (text and all(isinstance(t, int) for t in text))
+    if batched:
+        if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
+            raise ValueError(f"a batch of {len(text)} texts needs text_pair as a list of {len(text)} texts too")
+        pairs = list(zip(text, text_pair)) if text_pair is not None else [(t, None) for t in text]
+    else:
+        pairs = [(text, text_pair)]
+    examples = []
+    for a, b in pairs:
+        ids = self._ids_of(a, "text")
+        pair_ids = None if b is None else self._ids_of(b, "text_pair")
+        enc = self._prepare(ids, pair_ids, add_special_tokens=add_special_tokens, truncation=truncation,
+                            max_length=max_length, return_token_type_ids=return_token_type_ids,
+                            return_special_tokens_mask=return_special_tokens_mask)
+        if return_length and batched:
+            enc["length"] = len(enc["input_ids"])  # before padding, as transformers does for batches
+        examples.append(enc)
+
+    longest = max((len(e["input_ids"]) for e in examples), default=0)
+    target = {None: 0, "longest": longest, "max_length": max_length}[padding]
+    if padding is not None and pad_to_multiple_of and target % pad_to_multiple_of:
+        target += pad_to_multiple_of - target % pad_to_multiple_of
+    if padding is not None:
+        _check_padding_fits(len(examples), target, len(examples[0]) + 1 if examples else 1)
+    examples = [self._pad(e, target, return_attention_mask) for e in examples]
+    if return_length and not batched:
+        examples[0]["length"] = len(examples[0]["input_ids"])
+
+    if not batched:
+        out = _Encoding(examples[0])
+        if return_tensors == "pt":
+            out = _Encoding({k: torch.tensor([v] if isinstance(v, list) else v) for k, v in out.items()})
+        return out
+    out = _Encoding({k: [e[k] for e in examples] for k in examples[0]} if examples else {"input_ids": []})
+    if return_tensors == "pt":
+        lengths = {len(row) for row in out["input_ids"]}
+        if len(lengths) > 1:
+            raise ValueError(f"cannot stack sequences of lengths {sorted(lengths)} into one tensor: "
+                             "pass padding=True (or 'max_length')")
+        out = _Encoding({k: torch.tensor(v, dtype=torch.long) for k, v in out.items()})
+    return out
+
+
+@patch_to(_Tokenizer)
+def encode(self, text, text_pair=None, add_special_tokens: bool = True, padding=False, truncation=None,
+           max_length: int | None = None, return_tensors=None):
+    "The `input_ids` of `self(text, text_pair, ...)` for one text or pair."
+    if isinstance(text, (list, tuple)) and text and not all(isinstance(t, int) for t in text):
+        raise TypeError("encode takes one text (or pair); call the tokenizer itself for a batch")
+    return self(text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                max_length=max_length, return_tensors=return_tensors, return_token_type_ids=False,
+                return_attention_mask=False)["input_ids"]
+
+# %% ../notebooks/13_tokenizers.ipynb #a3713794
+@patch_to(_Tokenizer)
+def decode(self, token_ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None) -> str:
+    "Ids (list, 1-D tensor or int) -> text."
+    if isinstance(token_ids, torch.Tensor):
+        if token_ids.dim() > 1:
+            raise ValueError(f"decode takes one sequence (1-D), got shape {tuple(token_ids.shape)}; use batch_decode")
+        token_ids = token_ids.tolist()
+    if isinstance(token_ids, int) and not isinstance(token_ids, bool):
+        token_ids = [token_ids]
+    tokens = self.convert_ids_to_tokens(list(token_ids), skip_special_tokens=skip_special_tokens)
+    text = self._join_tokens(tokens)
+    clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+    return self.clean_up_tokenization(text) if clean else text
+
+
+@patch_to(_Tokenizer)
+def batch_decode(self, sequences, **kwargs) -> list[str]:
+    "`decode` every row of a list of id lists or a 2-D tensor."
+    return [self.decode(s, **kwargs) for s in sequences]
+
+
+@patch_to(_Tokenizer)
+def __len__(self) -> int:
+    return len(self.get_vocab())
+
+
+@patch_to(_Tokenizer)
+def __repr__(self) -> str:
+    return (f"{type(self).__name__}(vocab_size={self.vocab_size}, padding_side={self.padding_side!r}, "
+            f"special_tokens={self.all_special_tokens})")
 
 # %% ../notebooks/13_tokenizers.ipynb #3ac8fe1a
 _SPIECE_UNDERLINE = "\u2581"  # SentencePiece's visible space, "▁"
