@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import patch_to
+
+
 # %% auto #0
 __all__ = ['AdaptiveEmbedding', 'ProjectedAdaptiveLogSoftmax']
 
@@ -58,7 +61,7 @@ class AdaptiveEmbedding(nn.Module):
             embed = embed.view(*inp.shape, self.d_proj)
         return embed * self.emb_scale
 
-# %% ../notebooks/06_adaptive_softmax.ipynb #eb2554f8
+# %% ../notebooks/06_adaptive_softmax.ipynb #87718950
 class ProjectedAdaptiveLogSoftmax(nn.Module):
     "Projected adaptive log-softmax (keys as transformers': cluster_weight, cluster_bias, out_layers.i, out_projs.i); losses always in input order."
 
@@ -87,60 +90,68 @@ class ProjectedAdaptiveLogSoftmax(nn.Module):
                 self.out_projs.append(nn.Parameter(torch.zeros(d_proj, d_emb_i)))
                 self.out_layers.append(nn.Linear(d_emb_i, r - l))
 
-    def _cluster_logit(self, hidden: torch.Tensor, i: int) -> torch.Tensor:
-        "Logits of cluster i (the head includes the tail-cluster columns): hidden (N, d_proj) -> (N, size_i)."
-        if self.div_val == 1:
-            l, r = self.cutoff_ends[i], self.cutoff_ends[i + 1]
-            weight, bias = self.out_layers[0].weight[l:r], self.out_layers[0].bias[l:r]
+# %% ../notebooks/06_adaptive_softmax.ipynb #463c120f
+@patch_to(ProjectedAdaptiveLogSoftmax)
+def _cluster_logit(self, hidden: torch.Tensor, i: int) -> torch.Tensor:
+    "Logits of cluster i (the head includes the tail-cluster columns): hidden (N, d_proj) -> (N, size_i)."
+    if self.div_val == 1:
+        l, r = self.cutoff_ends[i], self.cutoff_ends[i + 1]
+        weight, bias = self.out_layers[0].weight[l:r], self.out_layers[0].bias[l:r]
+    else:
+        weight, bias = self.out_layers[i].weight, self.out_layers[i].bias
+    if i == 0 and self.n_clusters > 0:
+        weight = torch.cat([weight, self.cluster_weight], dim=0)
+        bias = torch.cat([bias, self.cluster_bias], dim=0)
+    proj = self.out_projs[i]
+    if proj is not None:
+        hidden = F.linear(hidden, proj.t())                                # (N, d_i)
+    return F.linear(hidden, weight, bias)
+
+# %% ../notebooks/06_adaptive_softmax.ipynb #37747ebf
+@patch_to(ProjectedAdaptiveLogSoftmax)
+def log_prob(self, hidden: torch.Tensor) -> torch.Tensor:
+    "Full log-probabilities: hidden (..., d_proj) -> (..., n_token); each row sums to one in probability."
+    lead = hidden.shape[:-1]
+    hidden = hidden.reshape(-1, hidden.shape[-1])                          # (N, d_proj)
+    head_logprob = F.log_softmax(self._cluster_logit(hidden, 0), dim=-1)   # (N, shortlist + n_clusters)
+    pieces = [head_logprob[:, : self.shortlist_size]]
+    for i in range(1, self.n_clusters + 1):
+        tail_logprob = F.log_softmax(self._cluster_logit(hidden, i), dim=-1)  # (N, size_i)
+        pieces.append(head_logprob[:, self.shortlist_size + i - 1, None] + tail_logprob)
+    return torch.cat(pieces, dim=-1).view(*lead, self.n_token)
+
+# %% ../notebooks/06_adaptive_softmax.ipynb #77c5dac0
+@patch_to(ProjectedAdaptiveLogSoftmax)
+def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    "Negative log-likelihood of target (N,) given hidden (N, d_proj), in input order; 0 where target is -100."
+    if hidden.dim() != 2 or target.shape != hidden.shape[:1]:
+        raise ValueError(f"nll needs hidden (N, d_proj) and target (N,), got {tuple(hidden.shape)} and {tuple(target.shape)}")
+    bad = (target != -100) & ((target < 0) | (target >= self.n_token))
+    if bad.any():
+        raise ValueError(f"labels must lie in [0, {self.n_token - 1}] or be -100 (ignored), got {target[bad][:5].tolist()}")
+    out = hidden.new_zeros(target.shape)                                   # (N,)
+    head_logprob = F.log_softmax(self._cluster_logit(hidden, 0), dim=-1)   # (N, shortlist + n_clusters)
+    for i, (l, r) in enumerate(zip(self.cutoff_ends[:-1], self.cutoff_ends[1:])):
+        rows = ((target >= l) & (target < r)).nonzero(as_tuple=True)[0]
+        if rows.numel() == 0:
+            continue
+        local = (target[rows] - l)[:, None]                                 # (n_i, 1)
+        if i == 0:
+            logprob = head_logprob[rows].gather(1, local).squeeze(1)
         else:
-            weight, bias = self.out_layers[i].weight, self.out_layers[i].bias
-        if i == 0 and self.n_clusters > 0:
-            weight = torch.cat([weight, self.cluster_weight], dim=0)
-            bias = torch.cat([bias, self.cluster_bias], dim=0)
-        proj = self.out_projs[i]
-        if proj is not None:
-            hidden = F.linear(hidden, proj.t())                                # (N, d_i)
-        return F.linear(hidden, weight, bias)
+            tail_logprob = F.log_softmax(self._cluster_logit(hidden[rows], i), dim=-1)
+            logprob = head_logprob[rows, self.shortlist_size + i - 1] + tail_logprob.gather(1, local).squeeze(1)
+        out = out.index_copy(0, rows, -logprob)
+    return out
 
-    def log_prob(self, hidden: torch.Tensor) -> torch.Tensor:
-        "Full log-probabilities: hidden (..., d_proj) -> (..., n_token); each row sums to one in probability."
-        lead = hidden.shape[:-1]
-        hidden = hidden.reshape(-1, hidden.shape[-1])                          # (N, d_proj)
-        head_logprob = F.log_softmax(self._cluster_logit(hidden, 0), dim=-1)   # (N, shortlist + n_clusters)
-        pieces = [head_logprob[:, : self.shortlist_size]]
-        for i in range(1, self.n_clusters + 1):
-            tail_logprob = F.log_softmax(self._cluster_logit(hidden, i), dim=-1)  # (N, size_i)
-            pieces.append(head_logprob[:, self.shortlist_size + i - 1, None] + tail_logprob)
-        return torch.cat(pieces, dim=-1).view(*lead, self.n_token)
-
-    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        "Negative log-likelihood of target (N,) given hidden (N, d_proj), in input order; 0 where target is -100."
-        if hidden.dim() != 2 or target.shape != hidden.shape[:1]:
-            raise ValueError(f"nll needs hidden (N, d_proj) and target (N,), got {tuple(hidden.shape)} and {tuple(target.shape)}")
-        bad = (target != -100) & ((target < 0) | (target >= self.n_token))
-        if bad.any():
-            raise ValueError(f"labels must lie in [0, {self.n_token - 1}] or be -100 (ignored), got {target[bad][:5].tolist()}")
-        out = hidden.new_zeros(target.shape)                                   # (N,)
-        head_logprob = F.log_softmax(self._cluster_logit(hidden, 0), dim=-1)   # (N, shortlist + n_clusters)
-        for i, (l, r) in enumerate(zip(self.cutoff_ends[:-1], self.cutoff_ends[1:])):
-            rows = ((target >= l) & (target < r)).nonzero(as_tuple=True)[0]
-            if rows.numel() == 0:
-                continue
-            local = (target[rows] - l)[:, None]                                 # (n_i, 1)
-            if i == 0:
-                logprob = head_logprob[rows].gather(1, local).squeeze(1)
-            else:
-                tail_logprob = F.log_softmax(self._cluster_logit(hidden[rows], i), dim=-1)
-                logprob = head_logprob[rows, self.shortlist_size + i - 1] + tail_logprob.gather(1, local).squeeze(1)
-            out = out.index_copy(0, rows, -logprob)
-        return out
-
-    def forward(self, hidden: torch.Tensor, labels: torch.Tensor | None = None, keep_order: bool = True) -> torch.Tensor:
-        "transformers' interface. hidden (..., len, d_proj). No labels: log-probs (N, n_token) of the flattened states. With labels (..., len): shifted (state t predicts label t+1) and flattened NLL, (N',)."
-        if labels is None:
-            return self.log_prob(hidden.reshape(-1, hidden.shape[-1]))
-        if labels.shape != hidden.shape[:-1]:
-            raise ValueError(f"labels {tuple(labels.shape)} must match hidden {tuple(hidden.shape[:-1])} (without d_proj)")
-        hidden = hidden[..., :-1, :].reshape(-1, hidden.shape[-1])            # states that have a next token
-        labels = labels[..., 1:].reshape(-1)                                   # the next tokens
-        return self.nll(hidden, labels)
+# %% ../notebooks/06_adaptive_softmax.ipynb #a0c5550b
+@patch_to(ProjectedAdaptiveLogSoftmax)
+def forward(self, hidden: torch.Tensor, labels: torch.Tensor | None = None, keep_order: bool = True) -> torch.Tensor:
+    "transformers' interface. hidden (..., len, d_proj). No labels: log-probs (N, n_token) of the flattened states. With labels (..., len): shifted (state t predicts label t+1) and flattened NLL, (N',)."
+    if labels is None:
+        return self.log_prob(hidden.reshape(-1, hidden.shape[-1]))
+    if labels.shape != hidden.shape[:-1]:
+        raise ValueError(f"labels {tuple(labels.shape)} must match hidden {tuple(hidden.shape[:-1])} (without d_proj)")
+    hidden = hidden[..., :-1, :].reshape(-1, hidden.shape[-1])            # states that have a next token
+    labels = labels[..., 1:].reshape(-1)                                   # the next tokens
+    return self.nll(hidden, labels)

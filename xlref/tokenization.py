@@ -28,7 +28,7 @@ from .base import patch_to
 
 
 # %% auto #0
-__all__ = ['train_xlnet_spiece', 'XLNetTokenizer', 'TransfoXLTokenizer', 'load_vocab_pickle']
+__all__ = ['add_special', 'train_xlnet_spiece', 'XLNetTokenizer', 'TransfoXLTokenizer', 'load_vocab_pickle']
 
 # %% ../notebooks/13_tokenizers.ipynb #48d83d8e
 _XLNET_CONTROL_SYMBOLS = ("<cls>", "<sep>", "<pad>", "<mask>", "<eod>")        # ids 3..7
@@ -515,13 +515,13 @@ def _split_digit_comma(pieces: list[str], encode) -> list[str]:
         out.extend([*number, ","])
     return out
 
-# %% ../notebooks/13_tokenizers.ipynb #ab90bcf8
+# %% ../notebooks/13_tokenizers.ipynb #ed8be482
 _XLNET_CONFIG_KEYS = ("do_lower_case", "remove_space", "keep_accents", "bos_token", "eos_token", "unk_token",
                       "sep_token", "pad_token", "cls_token", "mask_token", "additional_special_tokens",
                       "sp_model_kwargs", "model_max_length", "padding_side", "truncation_side",
                       "clean_up_tokenization_spaces")
 
-
+# %% ../notebooks/13_tokenizers.ipynb #cb9ce440
 class XLNetTokenizer(_Tokenizer):
     """XLNet's SentencePiece tokenizer, with the methods and outputs of transformers 4.35's slow `XLNetTokenizer`.
 
@@ -571,38 +571,6 @@ class XLNetTokenizer(_Tokenizer):
     def get_vocab(self) -> dict[str, int]:
         return {self.sp_model.id_to_piece(i): i for i in range(self.vocab_size)}
 
-    def _lowercase_input(self) -> bool:
-        return self.do_lower_case
-
-    def _tokenize(self, text: str) -> list[str]:
-        "Plain text (no special tokens) -> SentencePiece pieces, with the digit-comma re-cut."
-        text = _xlnet_preprocess(text, remove_space=self.remove_space, keep_accents=self.keep_accents,
-                                 do_lower_case=self.do_lower_case)
-        pieces = self.sp_model.encode(text, out_type=str)
-        return _split_digit_comma(pieces, lambda s: self.sp_model.encode(s, out_type=str))
-
-    def _token_to_id(self, token: str) -> int:
-        return self.sp_model.piece_to_id(token)  # unknown pieces -> the <unk> id
-
-    def _id_to_token(self, index: int) -> str:
-        if not 0 <= index < self.vocab_size:
-            raise IndexError(f"token id {index} is outside the vocabulary (0 .. {self.vocab_size - 1})")
-        return self.sp_model.id_to_piece(index)
-
-    def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
-        "`A <sep> <cls>` or `A <sep> B <sep> <cls>`."
-        sep, cls = [self.sep_token_id], [self.cls_token_id]
-        if token_ids_1 is None:
-            return list(token_ids_0) + sep + cls
-        return list(token_ids_0) + sep + list(token_ids_1) + sep + cls
-
-    def create_token_type_ids_from_sequences(self, token_ids_0, token_ids_1=None):
-        "0 on A and its <sep>, 1 on B and its <sep>, 2 on <cls>."
-        types = [0] * (len(token_ids_0) + 1)
-        if token_ids_1 is not None:
-            types += [1] * (len(token_ids_1) + 1)
-        return types + [2]
-
     def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
         if already_has_special_tokens:
             return super().get_special_tokens_mask(token_ids_0, token_ids_1, True)
@@ -611,51 +579,101 @@ class XLNetTokenizer(_Tokenizer):
             mask += [0] * len(token_ids_1) + [1]
         return mask + [1]
 
-    def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        "Pieces -> text: join, turn '▁' back into spaces, trim."
-        return "".join(tokens).replace(_SPIECE_UNDERLINE, " ").strip()
-
-    def _join_tokens(self, tokens: list[str]) -> str:
-        # each special token stands alone; the runs of ordinary pieces between them are detokenised;
-        # everything is joined without spaces (transformers 4.35's slow XLNet tokenizer does the same)
-        specials, parts, run = set(self.all_special_tokens), [], []
-        for token in tokens:
-            if token in specials:
-                if run:
-                    parts.append(self.convert_tokens_to_string(run))
-                    run = []
-                parts.append(token)
-            else:
-                run.append(token)
-        if run:
-            parts.append(self.convert_tokens_to_string(run))
-        return "".join(parts)
-
-    # ------------------------------------------------------------ files
-    def save_pretrained(self, save_directory) -> tuple[str, ...]:
-        "Write `spiece.model` and `tokenizer_config.json` (readable by transformers 4.35 too)."
-        out = Path(save_directory)
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"save_pretrained needs a directory, {out} is a file")
-        out.mkdir(parents=True, exist_ok=True)
-        model = out / "spiece.model"
-        model.write_bytes(self.sp_model.serialized_model_proto())
-        config = {k: getattr(self, k) for k in _XLNET_CONFIG_KEYS}
-        config["tokenizer_class"] = "XLNetTokenizer"
-        (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return str(model), str(out / "tokenizer_config.json")
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "XLNetTokenizer":
-        "Load from a directory holding `spiece.model` (and, optionally, `tokenizer_config.json`)."
-        path = Path(pretrained_model_name_or_path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
-                                    "spiece.model (hub ids cannot be downloaded by the tokenizer)")
-        config = _read_config(path, _XLNET_CONFIG_KEYS)
-        return cls(path / "spiece.model", **{**config, **kwargs})
+# %% ../notebooks/13_tokenizers.ipynb #303a58c6
+@patch_to(XLNetTokenizer)
+def _lowercase_input(self) -> bool:
+    return self.do_lower_case
 
 
+@patch_to(XLNetTokenizer)
+def _tokenize(self, text: str) -> list[str]:
+    "Plain text (no special tokens) -> SentencePiece pieces, with the digit-comma re-cut."
+    text = _xlnet_preprocess(text, remove_space=self.remove_space, keep_accents=self.keep_accents,
+                             do_lower_case=self.do_lower_case)
+    pieces = self.sp_model.encode(text, out_type=str)
+    return _split_digit_comma(pieces, lambda s: self.sp_model.encode(s, out_type=str))
+
+
+@patch_to(XLNetTokenizer)
+def _token_to_id(self, token: str) -> int:
+    return self.sp_model.piece_to_id(token)  # unknown pieces -> the <unk> id
+
+
+@patch_to(XLNetTokenizer)
+def _id_to_token(self, index: int) -> str:
+    if not 0 <= index < self.vocab_size:
+        raise IndexError(f"token id {index} is outside the vocabulary (0 .. {self.vocab_size - 1})")
+    return self.sp_model.id_to_piece(index)
+
+# %% ../notebooks/13_tokenizers.ipynb #30e25409
+@patch_to(XLNetTokenizer)
+def build_inputs_with_special_tokens(self, token_ids_0, token_ids_1=None):
+    "`A <sep> <cls>` or `A <sep> B <sep> <cls>`."
+    sep, cls = [self.sep_token_id], [self.cls_token_id]
+    if token_ids_1 is None:
+        return list(token_ids_0) + sep + cls
+    return list(token_ids_0) + sep + list(token_ids_1) + sep + cls
+
+
+@patch_to(XLNetTokenizer)
+def create_token_type_ids_from_sequences(self, token_ids_0, token_ids_1=None):
+    "0 on A and its <sep>, 1 on B and its <sep>, 2 on <cls>."
+    types = [0] * (len(token_ids_0) + 1)
+    if token_ids_1 is not None:
+        types += [1] * (len(token_ids_1) + 1)
+    return types + [2]
+
+# %% ../notebooks/13_tokenizers.ipynb #c5605ed8
+@patch_to(XLNetTokenizer)
+def convert_tokens_to_string(self, tokens: list[str]) -> str:
+    "Pieces -> text: join, turn '▁' back into spaces, trim."
+    return "".join(tokens).replace(_SPIECE_UNDERLINE, " ").strip()
+
+
+@patch_to(XLNetTokenizer)
+def _join_tokens(self, tokens: list[str]) -> str:
+    # each special token stands alone; the runs of ordinary pieces between them are detokenised;
+    # everything is joined without spaces (transformers 4.35's slow XLNet tokenizer does the same)
+    specials, parts, run = set(self.all_special_tokens), [], []
+    for token in tokens:
+        if token in specials:
+            if run:
+                parts.append(self.convert_tokens_to_string(run))
+                run = []
+            parts.append(token)
+        else:
+            run.append(token)
+    if run:
+        parts.append(self.convert_tokens_to_string(run))
+    return "".join(parts)
+
+# %% ../notebooks/13_tokenizers.ipynb #c191b0f0
+@patch_to(XLNetTokenizer)
+def save_pretrained(self, save_directory) -> tuple[str, ...]:
+    "Write `spiece.model` and `tokenizer_config.json` (readable by transformers 4.35 too)."
+    out = Path(save_directory)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"save_pretrained needs a directory, {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    model = out / "spiece.model"
+    model.write_bytes(self.sp_model.serialized_model_proto())
+    config = {k: getattr(self, k) for k in _XLNET_CONFIG_KEYS}
+    config["tokenizer_class"] = "XLNetTokenizer"
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return str(model), str(out / "tokenizer_config.json")
+
+
+@patch_to(XLNetTokenizer, as_classmethod=True)
+def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "XLNetTokenizer":
+    "Load from a directory holding `spiece.model` (and, optionally, `tokenizer_config.json`)."
+    path = Path(pretrained_model_name_or_path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
+                                "spiece.model (hub ids cannot be downloaded by the tokenizer)")
+    config = _read_config(path, _XLNET_CONFIG_KEYS)
+    return cls(path / "spiece.model", **{**config, **kwargs})
+
+# %% ../notebooks/13_tokenizers.ipynb #a809688f
 _FLAGS = {"do_lower_case", "remove_space", "keep_accents", "lower_case", "clean_up_tokenization_spaces"}
 
 
@@ -698,12 +716,12 @@ def _join_numbers(text: str) -> str:
     "Undo `_split_numbers` in detokenised text: '23 @,@ 000' -> '23,000'."
     return _NUMBER_MARKERS.sub(r"\1", text)
 
-# %% ../notebooks/13_tokenizers.ipynb #86a98558
+# %% ../notebooks/13_tokenizers.ipynb #520655e6
 _TXL_CONFIG_KEYS = ("special", "min_freq", "max_size", "lower_case", "delimiter", "never_split", "unk_token",
                     "eos_token", "additional_special_tokens", "language", "model_max_length", "padding_side",
                     "truncation_side", "clean_up_tokenization_spaces")
 
-
+# %% ../notebooks/13_tokenizers.ipynb #b72da289
 class TransfoXLTokenizer(_Tokenizer):
     """Transformer-XL's word-level tokenizer, with the methods of transformers 4.35's `TransfoXLTokenizer`.
 
@@ -748,7 +766,6 @@ class TransfoXLTokenizer(_Tokenizer):
         elif vocab_file is not None:
             self.build_vocab()
 
-    # ------------------------------------------------------------ vocabulary
     def _set_vocab(self, idx2sym: list[str]) -> None:
         "Install `idx2sym`; special tokens it lacks get ids after it."
         if len(set(idx2sym)) != len(idx2sym):
@@ -766,41 +783,6 @@ class TransfoXLTokenizer(_Tokenizer):
     def get_vocab(self) -> dict[str, int]:
         return {**self.sym2idx, **self._added}
 
-    def count_file(self, path, verbose: bool = False, add_eos: bool = False) -> list[list[str]]:
-        "Tokenize every line of `path`, add its words to `self.counter`; returns the tokenized lines."
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus file {path} does not exist")
-        sents = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                symbols = self.tokenize(line, add_eos=add_eos)
-                self.counter.update(symbols)
-                sents.append(symbols)
-        return sents
-
-    def count_sents(self, sents, verbose: bool = False) -> None:
-        "Add already-tokenized sentences (lists of words) to `self.counter`."
-        for symbols in sents:
-            self.counter.update(symbols)
-
-    def build_vocab(self) -> None:
-        "From `vocab_file` if given; else `special` first, then counted words by decreasing count (min_freq, max_size)."
-        if self.vocab_file:
-            self._set_vocab(self._read_word_list(self.vocab_file))
-            if self.unk_token not in self.sym2idx:
-                raise ValueError(f"vocab_file {self.vocab_file} has no {self.unk_token!r}; unknown words would have no id")
-            return
-        words = list(dict.fromkeys(self.special))
-        seen = set(words)
-        for sym, cnt in self.counter.most_common(self.max_size):
-            if cnt < self.min_freq:
-                break                      # counts only decrease from here
-            if sym not in seen:
-                words.append(sym)
-                seen.add(sym)
-        self._set_vocab(words)
-
     @staticmethod
     def _read_word_list(path) -> list[str]:
         "The original vocabulary format: the first field of every line is a word."
@@ -815,33 +797,11 @@ class TransfoXLTokenizer(_Tokenizer):
             words.append(fields[0])
         return list(dict.fromkeys(words))
 
-    def add_symbol(self, sym: str) -> None:
-        "Append `sym` to the vocabulary (no-op if present)."
-        if sym not in self.sym2idx:
-            self._set_vocab(self.idx2sym + [self._check_token(sym)])
-
-    add_special = add_symbol
-
-    # ------------------------------------------------------------ text <-> words
-    def _lowercase_input(self) -> bool:
-        return self.lower_case
-
-    def moses_pipeline(self, text: str) -> list[str]:
-        "Normalise punctuation, split it off (hyphens too), split numbers: the WikiText-103 conventions."
-        text = self._moses_norm.normalize(text)
-        words = self._moses_tok.tokenize(text, aggressive_dash_splits=True, return_str=False, escape=False,
-                                         protected_patterns=[re.escape(t) for t in self.never_split])
-        return _split_numbers(words)
-
-    def _tokenize(self, text: str) -> list[str]:
-        text = text.strip()
-        if self.lower_case:
-            text = text.lower()
-        if self.delimiter == "":
-            return list(text)                             # character level
-        if self.delimiter is not None:
-            return [w for w in text.split(self.delimiter) if w]
-        return self.moses_pipeline(text)
+    @staticmethod
+    def _maybe_cat(encoded, ordered):
+        if not ordered:
+            return encoded
+        return torch.cat(encoded) if encoded else torch.zeros(0, dtype=torch.long)  # (total_words,)
 
     def tokenize(self, text: str, add_eos: bool = False, add_double_eos: bool = False) -> list[str]:
         "Words of `text`; `add_eos` appends the eos token, `add_double_eos` wraps in `<S>` (lm1b)."
@@ -850,94 +810,179 @@ class TransfoXLTokenizer(_Tokenizer):
             return ["<S>", *words, "<S>"]
         return words + [self.eos_token] if add_eos else words
 
-    def _token_to_id(self, token: str) -> int:
-        if token in self.sym2idx:
-            return self.sym2idx[token]
-        if token in self._added:
-            return self._added[token]
-        if self.unk_token in self.sym2idx:
-            return self.sym2idx[self.unk_token]
-        raise ValueError(f"{token!r} is not in the vocabulary ({self.vocab_size} words) and the vocabulary has no "
-                         f"{self.unk_token!r} to stand in for it; build it with {self.unk_token!r} in `special`")
+# %% ../notebooks/13_tokenizers.ipynb #dd0ca4c1
+@patch_to(TransfoXLTokenizer)
+def count_file(self, path, verbose: bool = False, add_eos: bool = False) -> list[list[str]]:
+    "Tokenize every line of `path`, add its words to `self.counter`; returns the tokenized lines."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist")
+    sents = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            symbols = self.tokenize(line, add_eos=add_eos)
+            self.counter.update(symbols)
+            sents.append(symbols)
+    return sents
 
-    def _id_to_token(self, index: int) -> str:
-        if 0 <= index < self.vocab_size:
-            return self.idx2sym[index]
-        for token, i in self._added.items():
-            if i == index:
-                return token
-        raise IndexError(f"token id {index} is outside the vocabulary (0 .. {len(self) - 1})")
 
-    def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        "Words -> text: Moses detokenizer, numbers glued back, trimmed."
-        return _join_numbers(self._moses_detok.detokenize(tokens)).strip()
+@patch_to(TransfoXLTokenizer)
+def count_sents(self, sents, verbose: bool = False) -> None:
+    "Add already-tokenized sentences (lists of words) to `self.counter`."
+    for symbols in sents:
+        self.counter.update(symbols)
 
-    def _join_tokens(self, tokens: list[str]) -> str:
-        # additional special tokens that live past the vocabulary stand alone, joined with spaces
-        alone, parts, run = {t for t in self.additional_special_tokens if t in self._added}, [], []
-        for token in tokens:
-            if token in alone:
-                if run and (text := self.convert_tokens_to_string(run)):
-                    parts.append(text)
-                run = []
-                parts.append(token)
-            else:
-                run.append(token)
-        if run or not parts:
-            parts.append(self.convert_tokens_to_string(run))
-        return " ".join(parts)
 
-    # ------------------------------------------------------------ corpora -> tensors
-    def convert_to_tensor(self, symbols) -> torch.Tensor:
-        return torch.tensor(self.convert_tokens_to_ids(list(symbols)), dtype=torch.long)
+@patch_to(TransfoXLTokenizer)
+def build_vocab(self) -> None:
+    "From `vocab_file` if given; else `special` first, then counted words by decreasing count (min_freq, max_size)."
+    if self.vocab_file:
+        self._set_vocab(self._read_word_list(self.vocab_file))
+        if self.unk_token not in self.sym2idx:
+            raise ValueError(f"vocab_file {self.vocab_file} has no {self.unk_token!r}; unknown words would have no id")
+        return
+    words = list(dict.fromkeys(self.special))
+    seen = set(words)
+    for sym, cnt in self.counter.most_common(self.max_size):
+        if cnt < self.min_freq:
+            break                      # counts only decrease from here
+        if sym not in seen:
+            words.append(sym)
+            seen.add(sym)
+    self._set_vocab(words)
 
-    def encode_file(self, path, ordered: bool = False, verbose: bool = False, add_eos: bool = True,
-                    add_double_eos: bool = False):
-        "Encode every line of `path` (with `<eos>` after each): a list of id tensors, or one tensor if `ordered`."
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"corpus file {path} does not exist")
-        with open(path, encoding="utf-8") as f:
-            encoded = [self.convert_to_tensor(self.tokenize(line, add_eos=add_eos, add_double_eos=add_double_eos))
-                       for line in f]
-        return self._maybe_cat(encoded, ordered)
 
-    def encode_sents(self, sents, ordered: bool = False, verbose: bool = False):
-        encoded = [self.convert_to_tensor(s) for s in sents]
-        return self._maybe_cat(encoded, ordered)
+@patch_to(TransfoXLTokenizer)
+def add_symbol(self, sym: str) -> None:
+    "Append `sym` to the vocabulary (no-op if present)."
+    if sym not in self.sym2idx:
+        self._set_vocab(self.idx2sym + [self._check_token(sym)])
 
-    @staticmethod
-    def _maybe_cat(encoded, ordered):
-        if not ordered:
-            return encoded
-        return torch.cat(encoded) if encoded else torch.zeros(0, dtype=torch.long)  # (total_words,)
+add_special = add_symbol
 
-    # ------------------------------------------------------------ files
-    def save_pretrained(self, save_directory) -> tuple[str, ...]:
-        "Write `vocab.json` (the word list) and `tokenizer_config.json`: plain text, no pickle."
-        out = Path(save_directory)
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"save_pretrained needs a directory, {out} is a file")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "vocab.json").write_text(json.dumps({"idx2sym": self.idx2sym}, ensure_ascii=False) + "\n", encoding="utf-8")
-        config = {k: getattr(self, k) for k in _TXL_CONFIG_KEYS}
-        config["tokenizer_class"] = "TransfoXLTokenizer"
-        (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return str(out / "vocab.json"), str(out / "tokenizer_config.json")
+# %% ../notebooks/13_tokenizers.ipynb #bf2dd9df
+@patch_to(TransfoXLTokenizer)
+def _lowercase_input(self) -> bool:
+    return self.lower_case
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "TransfoXLTokenizer":
-        "Load a directory holding `vocab.json` (xlref), `vocab.pkl` (legacy, read safely) or `vocab.txt`."
-        path = Path(pretrained_model_name_or_path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
-                                    "vocab.json, vocab.pkl or vocab.txt (hub ids cannot be downloaded by the tokenizer)")
-        config = {**_read_config(path, _TXL_CONFIG_KEYS), **kwargs}
-        for name, arg in [("vocab.json", "pretrained_vocab_file"), ("vocab.pkl", "pretrained_vocab_file"),
-                          ("vocab.txt", "vocab_file")]:
-            if (path / name).is_file():
-                return cls(**{arg: path / name}, **config)
-        raise FileNotFoundError(f"{path} has none of vocab.json, vocab.pkl, vocab.txt")
+
+@patch_to(TransfoXLTokenizer)
+def moses_pipeline(self, text: str) -> list[str]:
+    "Normalise punctuation, split it off (hyphens too), split numbers: the WikiText-103 conventions."
+    text = self._moses_norm.normalize(text)
+    words = self._moses_tok.tokenize(text, aggressive_dash_splits=True, return_str=False, escape=False,
+                                     protected_patterns=[re.escape(t) for t in self.never_split])
+    return _split_numbers(words)
+
+
+@patch_to(TransfoXLTokenizer)
+def _tokenize(self, text: str) -> list[str]:
+    text = text.strip()
+    if self.lower_case:
+        text = text.lower()
+    if self.delimiter == "":
+        return list(text)                             # character level
+    if self.delimiter is not None:
+        return [w for w in text.split(self.delimiter) if w]
+    return self.moses_pipeline(text)
+
+# %% ../notebooks/13_tokenizers.ipynb #8b6367b4
+@patch_to(TransfoXLTokenizer)
+def _token_to_id(self, token: str) -> int:
+    if token in self.sym2idx:
+        return self.sym2idx[token]
+    if token in self._added:
+        return self._added[token]
+    if self.unk_token in self.sym2idx:
+        return self.sym2idx[self.unk_token]
+    raise ValueError(f"{token!r} is not in the vocabulary ({self.vocab_size} words) and the vocabulary has no "
+                     f"{self.unk_token!r} to stand in for it; build it with {self.unk_token!r} in `special`")
+
+
+@patch_to(TransfoXLTokenizer)
+def _id_to_token(self, index: int) -> str:
+    if 0 <= index < self.vocab_size:
+        return self.idx2sym[index]
+    for token, i in self._added.items():
+        if i == index:
+            return token
+    raise IndexError(f"token id {index} is outside the vocabulary (0 .. {len(self) - 1})")
+
+
+@patch_to(TransfoXLTokenizer)
+def convert_tokens_to_string(self, tokens: list[str]) -> str:
+    "Words -> text: Moses detokenizer, numbers glued back, trimmed."
+    return _join_numbers(self._moses_detok.detokenize(tokens)).strip()
+
+
+@patch_to(TransfoXLTokenizer)
+def _join_tokens(self, tokens: list[str]) -> str:
+    # additional special tokens that live past the vocabulary stand alone, joined with spaces
+    alone, parts, run = {t for t in self.additional_special_tokens if t in self._added}, [], []
+    for token in tokens:
+        if token in alone:
+            if run and (text := self.convert_tokens_to_string(run)):
+                parts.append(text)
+            run = []
+            parts.append(token)
+        else:
+            run.append(token)
+    if run or not parts:
+        parts.append(self.convert_tokens_to_string(run))
+    return " ".join(parts)
+
+# %% ../notebooks/13_tokenizers.ipynb #8a570667
+@patch_to(TransfoXLTokenizer)
+def convert_to_tensor(self, symbols) -> torch.Tensor:
+    return torch.tensor(self.convert_tokens_to_ids(list(symbols)), dtype=torch.long)
+
+
+@patch_to(TransfoXLTokenizer)
+def encode_file(self, path, ordered: bool = False, verbose: bool = False, add_eos: bool = True,
+                add_double_eos: bool = False):
+    "Encode every line of `path` (with `<eos>` after each): a list of id tensors, or one tensor if `ordered`."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        encoded = [self.convert_to_tensor(self.tokenize(line, add_eos=add_eos, add_double_eos=add_double_eos))
+                   for line in f]
+    return self._maybe_cat(encoded, ordered)
+
+
+@patch_to(TransfoXLTokenizer)
+def encode_sents(self, sents, ordered: bool = False, verbose: bool = False):
+    encoded = [self.convert_to_tensor(s) for s in sents]
+    return self._maybe_cat(encoded, ordered)
+
+# %% ../notebooks/13_tokenizers.ipynb #ba3aa4be
+@patch_to(TransfoXLTokenizer)
+def save_pretrained(self, save_directory) -> tuple[str, ...]:
+    "Write `vocab.json` (the word list) and `tokenizer_config.json`: plain text, no pickle."
+    out = Path(save_directory)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"save_pretrained needs a directory, {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({"idx2sym": self.idx2sym}, ensure_ascii=False) + "\n", encoding="utf-8")
+    config = {k: getattr(self, k) for k in _TXL_CONFIG_KEYS}
+    config["tokenizer_class"] = "TransfoXLTokenizer"
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return str(out / "vocab.json"), str(out / "tokenizer_config.json")
+
+
+@patch_to(TransfoXLTokenizer, as_classmethod=True)
+def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "TransfoXLTokenizer":
+    "Load a directory holding `vocab.json` (xlref), `vocab.pkl` (legacy, read safely) or `vocab.txt`."
+    path = Path(pretrained_model_name_or_path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
+                                "vocab.json, vocab.pkl or vocab.txt (hub ids cannot be downloaded by the tokenizer)")
+    config = {**_read_config(path, _TXL_CONFIG_KEYS), **kwargs}
+    for name, arg in [("vocab.json", "pretrained_vocab_file"), ("vocab.pkl", "pretrained_vocab_file"),
+                      ("vocab.txt", "vocab_file")]:
+        if (path / name).is_file():
+            return cls(**{arg: path / name}, **config)
+    raise FileNotFoundError(f"{path} has none of vocab.json, vocab.pkl, vocab.txt")
 
 # %% ../notebooks/13_tokenizers.ipynb #138b30a5
 _PICKLE_ALLOWED = {

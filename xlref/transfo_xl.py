@@ -343,13 +343,13 @@ def transformer_xl(self, word_emb, mems, *, can_attend, pos_emb, head_masks, out
 def absolute_transformer(self, word_emb, mems, *, can_attend, pos_emb, head_masks, output_attentions=False):
     "attn_type=2, section 4's ablation: the same loop, with absolute sinusoids added to the first layer's input and memory."
     qlen, mlen = word_emb.shape[0], 0 if mems is None else mems[0].shape[0]
-    h = self.drop(word_emb + pos_emb[-qlen:])                      # positions mlen .. klen-1 for the segment
+    h = self.drop(word_emb + pos_emb[-qlen:])                      # the last qlen rows: the segment's sinusoids
     hids, attentions = [], []
     for n, layer in enumerate(self.layers):
         hids.append(h)
         m = None if mems is None else mems[n]
         if m is not None and n == 0 and mlen > 0:
-            m = m + pos_emb[:mlen]                                 # positions 0 .. mlen-1 for the memory (not in place)
+            m = m + pos_emb[:mlen]                                 # the first mlen rows: the memory's (not in place)
         h, prob = layer(h, can_attend=can_attend, mems=m, head_mask=head_masks[n], output_attentions=output_attentions)
         attentions.append(prob)
     return self.drop(h), hids, attentions
@@ -440,7 +440,7 @@ import warnings
 
 import torch.nn.functional as F
 
-# %% ../notebooks/08_transfo_xl_heads.ipynb #e17ec3d6
+# %% ../notebooks/08_transfo_xl_heads.ipynb #afdd8fa1
 @dataclasses.dataclass
 class TransfoXLLMHeadModelOutput(ModelOutput):
     "Output of TransfoXLLMHeadModel (field names and order as transformers')."
@@ -479,7 +479,7 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: 
         return logits.sum() * 0.0 + 0.0      # + 0.0 turns -0.0 into 0.0; transformers 4.35 returns NaN here
     return F.cross_entropy(logits, labels, ignore_index=ignore_index)
 
-
+# %% ../notebooks/08_transfo_xl_heads.ipynb #08b4868d
 class TransfoXLLMHeadModel(TransfoXLPreTrainedModel):
     "Transformer-XL with the projected adaptive softmax tied to its adaptive input embedding."
     _tied_weights_keys = [r"crit\.out_projs\.\d+", r"crit\.out_layers\.\d+\.weight"]
@@ -508,35 +508,43 @@ class TransfoXLLMHeadModel(TransfoXLPreTrainedModel):
             elif tie and c.div_val != 1:
                 self.crit.out_projs[i] = share(emb.emb_projs[i])
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.crit.out_layers[-1]
+# %% ../notebooks/08_transfo_xl_heads.ipynb #66ff4dac
+@patch_to(TransfoXLLMHeadModel)
+def forward(self, input_ids=None, mems=None, head_mask=None, inputs_embeds=None, labels=None,
+            output_attentions=None, output_hidden_states=None, return_dict=None):
+    "labels (bsz, len): shifted inside (position t is scored on label t+1); -100 = ignore."
+    return_dict = self.config.use_return_dict if return_dict is None else return_dict
+    out = self.transformer(input_ids, mems=mems, head_mask=head_mask, inputs_embeds=inputs_embeds,
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                           return_dict=True)
+    hidden = out.last_hidden_state                                       # (bsz, len, d_model)
+    bsz, tgt_len = hidden.shape[:2]
+    losses = loss = prediction_scores = None
+    if labels is None:
+        prediction_scores = self.crit.log_prob(hidden)                   # (bsz, len, vocab)
+    else:
+        _check_shape(labels, (bsz, tgt_len))
+        losses = self.crit(hidden, labels).view(bsz, tgt_len - 1)        # (bsz, len - 1), in order
+        n_valid = (labels[:, 1:] != -100).sum()
+        loss = losses.sum() / n_valid.clamp(min=1)
+    result = TransfoXLLMHeadModelOutput(losses=losses, prediction_scores=prediction_scores, mems=out.mems,
+                                        hidden_states=out.hidden_states, attentions=out.attentions, loss=loss)
+    return result if return_dict else result.to_tuple()
 
-    def init_mems(self, bsz: int):
-        return self.transformer.init_mems(bsz)
+# %% ../notebooks/08_transfo_xl_heads.ipynb #9af9d22b
+@patch_to(TransfoXLLMHeadModel)
+def get_output_embeddings(self) -> nn.Linear:
+    return self.crit.out_layers[-1]
 
-    def reset_memory_length(self, mem_len: int) -> None:
-        self.transformer.reset_memory_length(mem_len)
 
-    def forward(self, input_ids=None, mems=None, head_mask=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
-        "labels (bsz, len): shifted inside (position t is scored on label t+1); -100 = ignore."
-        return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        out = self.transformer(input_ids, mems=mems, head_mask=head_mask, inputs_embeds=inputs_embeds,
-                               output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                               return_dict=True)
-        hidden = out.last_hidden_state                                       # (bsz, len, d_model)
-        bsz, tgt_len = hidden.shape[:2]
-        losses = loss = prediction_scores = None
-        if labels is None:
-            prediction_scores = self.crit.log_prob(hidden)                   # (bsz, len, vocab)
-        else:
-            _check_shape(labels, (bsz, tgt_len))
-            losses = self.crit(hidden, labels).view(bsz, tgt_len - 1)        # (bsz, len - 1), in order
-            n_valid = (labels[:, 1:] != -100).sum()
-            loss = losses.sum() / n_valid.clamp(min=1)
-        result = TransfoXLLMHeadModelOutput(losses=losses, prediction_scores=prediction_scores, mems=out.mems,
-                                            hidden_states=out.hidden_states, attentions=out.attentions, loss=loss)
-        return result if return_dict else result.to_tuple()
+@patch_to(TransfoXLLMHeadModel)
+def init_mems(self, bsz: int):
+    return self.transformer.init_mems(bsz)
+
+
+@patch_to(TransfoXLLMHeadModel)
+def reset_memory_length(self, mem_len: int) -> None:
+    self.transformer.reset_memory_length(mem_len)
 
 # %% ../notebooks/08_transfo_xl_heads.ipynb #2ef821a1
 @dataclasses.dataclass

@@ -134,7 +134,7 @@ class XLNetConfig(XLRefConfig):
         "-1: XLNet has no sequence-length limit (as transformers reports)."
         return -1
 
-# %% ../notebooks/11_xlnet.ipynb #5e73b18a
+# %% ../notebooks/11_xlnet.ipynb #7b78199d
 class XLNetRelativeAttention(nn.Module):
     "XLNet's relative multi-head attention for the content stream h and, when given, the query stream g (keys as transformers')."
 
@@ -152,51 +152,57 @@ class XLNetRelativeAttention(nn.Module):
         self.layer_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
 
-    def rel_attn_core(self, q_head, k_head_h, v_head_h, k_head_r, *, seg_mismatch=None, can_attend=None, head_mask=None):
-        "q_head (i, b, n, d); k_head_h, v_head_h (j, b, n, d); k_head_r (p, b, n, d); seg_mismatch (b, i, j) bool; can_attend broadcastable to (b, n, i, j). Returns attn_vec (i, b, n, d), attn_prob (b, n, i, j)."
-        ac = torch.einsum("ibnd,jbnd->bnij", q_head + self.r_w_bias, k_head_h)  # (b, n, i, j) content terms (a)+(c)
-        bd = torch.einsum("ibnd,pbnd->bnip", q_head + self.r_r_bias, k_head_r)  # (b, n, i, p) position terms (b)+(d)
-        attn_score = ac.add_(rel_shift_bnij(bd, klen=ac.shape[3]))              # (b, n, i, j) ac + bd, in place
-        del ac, bd                                                               # (memory: one (b, n, i, j) score)
-        if seg_mismatch is not None:
-            ef = torch.einsum("ibnd,snd->bnis", q_head + self.r_s_bias, self.seg_embed)   # (b, n, i, 2)
-            attn_score.add_(torch.where(seg_mismatch[:, None], ef[..., 1:], ef[..., :1]))  # + ef, (b, n, i, j)
-        attn_score.mul_(self.scale)
-        attn_prob = self.dropout(_masked_softmax(attn_score, can_attend))               # (b, n, i, j)
-        del attn_score
-        if head_mask is not None:
-            attn_prob = attn_prob * head_mask                                            # head_mask (1, n, 1, 1)
-        attn_vec = torch.einsum("bnij,jbnd->ibnd", attn_prob, v_head_h)                  # (i, b, n, d)
-        return attn_vec, attn_prob
+# %% ../notebooks/11_xlnet.ipynb #9239b91c
+@patch_to(XLNetRelativeAttention)
+def rel_attn_core(self, q_head, k_head_h, v_head_h, k_head_r, *, seg_mismatch=None, can_attend=None, head_mask=None):
+    "q_head (i, b, n, d); k_head_h, v_head_h (j, b, n, d); k_head_r (p, b, n, d); seg_mismatch (b, i, j) bool; can_attend broadcastable to (b, n, i, j). Returns attn_vec (i, b, n, d), attn_prob (b, n, i, j)."
+    ac = torch.einsum("ibnd,jbnd->bnij", q_head + self.r_w_bias, k_head_h)  # (b, n, i, j) content terms (a)+(c)
+    bd = torch.einsum("ibnd,pbnd->bnip", q_head + self.r_r_bias, k_head_r)  # (b, n, i, p) position terms (b)+(d)
+    attn_score = ac.add_(rel_shift_bnij(bd, klen=ac.shape[3]))              # (b, n, i, j) ac + bd, in place
+    del ac, bd                                                               # (memory: one (b, n, i, j) score)
+    if seg_mismatch is not None:
+        ef = torch.einsum("ibnd,snd->bnis", q_head + self.r_s_bias, self.seg_embed)   # (b, n, i, 2)
+        attn_score.add_(torch.where(seg_mismatch[:, None], ef[..., 1:], ef[..., :1]))  # + ef, (b, n, i, j)
+    attn_score.mul_(self.scale)
+    attn_prob = self.dropout(_masked_softmax(attn_score, can_attend))               # (b, n, i, j)
+    del attn_score
+    if head_mask is not None:
+        attn_prob = attn_prob * head_mask                                            # head_mask (1, n, 1, 1)
+    attn_vec = torch.einsum("bnij,jbnd->ibnd", attn_prob, v_head_h)                  # (i, b, n, d)
+    return attn_vec, attn_prob
 
-    def post_attention(self, h, attn_vec):
-        "Output projection, dropout, residual and layer norm: h (i, b, d_model), attn_vec (i, b, n, d) -> (i, b, d_model)."
-        attn_out = torch.einsum("ibnd,end->ibe", attn_vec, self.o)  # (i, b, d_model)
-        return self.layer_norm(self.dropout(attn_out) + h)
+# %% ../notebooks/11_xlnet.ipynb #4a26d3d6
+@patch_to(XLNetRelativeAttention)
+def post_attention(self, h, attn_vec):
+    "Output projection, dropout, residual and layer norm: h (i, b, d_model), attn_vec (i, b, n, d) -> (i, b, d_model)."
+    attn_out = torch.einsum("ibnd,end->ibe", attn_vec, self.o)  # (i, b, d_model)
+    return self.layer_norm(self.dropout(attn_out) + h)
 
-    def forward(self, h, g, *, r, content_can_attend=None, query_can_attend=None, seg_mismatch=None, mems=None,
-                target_mapping=None, head_mask=None):
-        "h (qlen, b, d_model) content stream; g (m, b, d_model) query stream or None; r (P, b, d_model) relative position embeddings; mems (mlen, b, d_model) or None; target_mapping (b, m, qlen) or None. Returns (h', g', (prob_h, prob_g))."
-        cat = h if mems is None else torch.cat([mems, h], dim=0)          # (klen, b, d_model): keys and values
-        k_head_h = torch.einsum("jbe,end->jbnd", cat, self.k)            # (klen, b, n, d)
-        v_head_h = torch.einsum("jbe,end->jbnd", cat, self.v)            # (klen, b, n, d)
-        k_head_r = torch.einsum("pbe,end->pbnd", r.to(self.r.dtype), self.r)  # (P, b, n, d)
-        q_head_h = torch.einsum("ibe,end->ibnd", h, self.q)              # (qlen, b, n, d)
-        vec_h, prob_h = self.rel_attn_core(q_head_h, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
-                                           can_attend=content_can_attend, head_mask=head_mask)
-        output_h = self.post_attention(h, vec_h)
-        if g is None:
-            return output_h, None, (prob_h, None)
-        # the query stream: same projections, its own queries, the content stream's keys and values
-        q_head_g = torch.einsum("mbe,end->mbnd", g, self.q)              # (m, b, n, d)
-        if target_mapping is not None:
-            q_head_g = torch.einsum("mbnd,bmi->ibnd", q_head_g, target_mapping)  # (qlen, b, n, d): each at its target
-        vec_g, prob_g = self.rel_attn_core(q_head_g, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
-                                           can_attend=query_can_attend, head_mask=head_mask)
-        if target_mapping is not None:
-            vec_g = torch.einsum("ibnd,bmi->mbnd", vec_g, target_mapping)  # (m, b, n, d): back to the predictions
-        output_g = self.post_attention(g, vec_g)
-        return output_h, output_g, (prob_h, prob_g)
+# %% ../notebooks/11_xlnet.ipynb #94d7bdcd
+@patch_to(XLNetRelativeAttention)
+def forward(self, h, g, *, r, content_can_attend=None, query_can_attend=None, seg_mismatch=None, mems=None,
+            target_mapping=None, head_mask=None):
+    "h (qlen, b, d_model) content stream; g (m, b, d_model) query stream or None; r (P, b, d_model) relative position embeddings; mems (mlen, b, d_model) or None; target_mapping (b, m, qlen) or None. Returns (h', g', (prob_h, prob_g))."
+    cat = h if mems is None else torch.cat([mems, h], dim=0)          # (klen, b, d_model): keys and values
+    k_head_h = torch.einsum("jbe,end->jbnd", cat, self.k)            # (klen, b, n, d)
+    v_head_h = torch.einsum("jbe,end->jbnd", cat, self.v)            # (klen, b, n, d)
+    k_head_r = torch.einsum("pbe,end->pbnd", r.to(self.r.dtype), self.r)  # (P, b, n, d)
+    q_head_h = torch.einsum("ibe,end->ibnd", h, self.q)              # (qlen, b, n, d)
+    vec_h, prob_h = self.rel_attn_core(q_head_h, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
+                                       can_attend=content_can_attend, head_mask=head_mask)
+    output_h = self.post_attention(h, vec_h)
+    if g is None:
+        return output_h, None, (prob_h, None)
+    # the query stream: same projections, its own queries, the content stream's keys and values
+    q_head_g = torch.einsum("mbe,end->mbnd", g, self.q)              # (m, b, n, d)
+    if target_mapping is not None:
+        q_head_g = torch.einsum("mbnd,bmi->ibnd", q_head_g, target_mapping)  # (qlen, b, n, d): each at its target
+    vec_g, prob_g = self.rel_attn_core(q_head_g, k_head_h, v_head_h, k_head_r, seg_mismatch=seg_mismatch,
+                                       can_attend=query_can_attend, head_mask=head_mask)
+    if target_mapping is not None:
+        vec_g = torch.einsum("ibnd,bmi->mbnd", vec_g, target_mapping)  # (m, b, n, d): back to the predictions
+    output_g = self.post_attention(g, vec_g)
+    return output_h, output_g, (prob_h, prob_g)
 
 # %% ../notebooks/11_xlnet.ipynb #14b6f335
 def xlnet_can_attend(*, qlen: int, mlen: int, attn_type: str = "bi", same_length: bool = False,
@@ -336,8 +342,8 @@ def two_stream(self, word_emb, mems, *, pos_emb, content_can, query_can, seg_mis
                use_mems=True, output_attentions=False):
     """The paper's computation, sequence-first. word_emb: (qlen, bsz, d_model); mems: None or one (mlen, bsz, d_model)
     per layer; pos_emb: (P, bsz, d_model); target_mapping: None (no query stream) or (bsz, m, qlen). Returns the last
-    layer's h (qlen, bsz, d_model) and g (m, bsz, d_model, or None), the new memories, every layer's (h, g) input, and
-    every layer's attention probabilities (only when asked for)."""
+    layer's h (qlen, bsz, d_model) and g (m, bsz, d_model, or None), the new memories, the n_layer + 1 pairs (h, g)
+    from the embeddings to the last layer's output, and every layer's attention probabilities (only when asked for)."""
     h = self.dropout(word_emb)                                          # h^(0) = e(x): the content stream
     g = None                                                             # g^(0) = w at every prediction: the query stream
     if target_mapping is not None:
