@@ -1,4 +1,4 @@
-"""xlref.generate (notebook 16): generate() of both language models equal to transformers 4.35's on the same
+"""xlref.generate (notebook 17): generate() of both language models equal to transformers 4.35's on the same
 weights (greedy, beam search, seeded sampling, repetition penalty, banned words, minimum length, eos and
 padding, returned scores), Transformer-XL's memory steps equal to recomputing the context, XLNet's exact
 mode equal to a full forward per step, padding text and padded batches, streaming, and every refusal."""

@@ -4,6 +4,7 @@ Modules:
 
 - `xlref.adaptive`: Words grouped into clusters by frequency, smaller vectors for rarer words, projections to the model width, and a softmax that pays for a rare cluster only when it is needed; with its cost against a full softmax.
 - `xlref.base`: What every model of the course stands on before it computes anything: a configuration with Hugging Face's field names, outputs that are dataclasses and tuples at once, a base class that initialises and ties weights, and the checks every `forward` runs at the door.
+- `xlref.data`: What a model must be fed to learn: a corpus read as ordered streams so that the memory continues the text, XLNet's pretraining samples built the way the original builds them, and a fine-tuning task made from the same text.
 - `xlref.datasets`: The text the course reads, shipped inside the package with its licences, checked against a published digest on every read, with the standard splits, a folder for bigger corpora, and a download that never half-writes a file.
 - `xlref.generate`: Greedy search, sampling and beam search for both language models, as transformers 4.35's `generate` does them: Transformer-XL one token a step with its memory, XLNet through a hidden placeholder and the query stream, and the padding-text trick for XLNet's short prompts.
 - `xlref.heads`: The task heads on top of `XLNetModel`: the tied language-model head, sequence summary (every `summary_type`, `attn` included), sequence classification, multiple choice, token classification, and both question-answering heads; each checked against transformers 4.35 and trained on a small task that shows it learns.
@@ -12,6 +13,7 @@ Modules:
 - `xlref.permutation`: Factorization orders, how one order becomes a `perm_mask` over a sequence left in place, `target_mapping`, and partial prediction: the inputs XLNet's pretraining feeds the model.
 - `xlref.positions`: Sinusoid embeddings, why absolute positions fail under segment recurrence, the four terms of the relative attention score, and the position sequences of Transformer-XL and XLNet.
 - `xlref.tokenization`: XLNet's SentencePiece tokenizer and Transformer-XL's word-level tokenizer, rebuilt, checked against transformers 4.35, and a vocabulary loader that cannot run code.
+- `xlref.train`: How to train both models for real: one loop for Transformer-XL language modelling with memory, XLNet's permutation language modelling and fine-tuning, with the originals' optimizer and schedule, metrics, and a run that stops, saves and resumes exactly.
 - `xlref.transfo_xl`: Relative multi-head attention, the position-wise feed-forward network, the decoder layer and `TransfoXLModel` with memory in and out, checked against Hugging Face's `transformers==4.35.0`.
 - `xlref.xlnet`: The XLNet network: two-stream relative attention with relative segment encoding, `bi_data`, memory with `reuse_len`, and `XLNetModel`, checked against Hugging Face's `transformers==4.35.0`."""
 
@@ -30,7 +32,7 @@ from .xlnet import XLNetConfig, XLNetModel
 from .heads import (XLNetForMultipleChoice, XLNetForQuestionAnswering, XLNetForQuestionAnsweringSimple,
                          XLNetForSequenceClassification, XLNetForTokenClassification, XLNetLMHeadModel)
 import xlref.hub       # gives every model and config from_pretrained / save_pretrained (notebook 14)
-import xlref.generate  # gives both language models their generate() (notebook 16)
+import xlref.generate  # gives both language models their generate() (notebook 17)
 
 __all__ = [
     "AdaptiveEmbedding", "ProjectedAdaptiveLogSoftmax", "TransfoXLConfig", "TransfoXLForSequenceClassification",

@@ -3,7 +3,8 @@
 The permutation language modeling objective of Yang et al. (2019), *XLNet*, sections 2.2 and 2.3
 ("partial prediction"), and the shape of the masks that zihangdai/xlnet's `_local_perm`
 (`data_utils.py`) builds once the targets are chosen. How the original *chooses* its targets
-(n-gram spans drawn by `_sample_mask` before any order exists) is not reproduced.
+(n-gram spans drawn by `_sample_mask` before any order exists) is rebuilt in `xlref.data`
+(notebook 15), with the whole pretraining sample.
 Defined in `notebooks/09_permutation.ipynb`; the model that consumes these masks is in
 `notebooks/10_two_stream.ipynb` and `notebooks/11_xlnet.ipynb`."""
 

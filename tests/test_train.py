@@ -1,0 +1,266 @@
+"""xlref.data (notebook 15) and xlref.train (notebook 16): ordered streams, the speaker task, the config's checks,
+the schedule and the parameter groups, exact resume, atomic saves, SIGINT, the command line, and every bad input
+refused before an update runs."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+import xlref.train as train_module
+from xlref.data import LMOrderedBatches, corpus_ids, lm_tokenizer, speaker_task, speeches
+from xlref.train import TrainConfig, Trainer, lr_factor, parameter_groups
+
+TINY_TXL = dict(d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=2, mem_len=8, cutoffs=[], div_val=1,
+                dropout=0.1, clamp_len=-1, same_length=False)
+TINY_XLNET = dict(d_model=16, n_head=2, d_inner=32, n_layer=2, dropout=0.1)
+
+
+def lm_config(**overrides):
+    return TrainConfig.from_dict({**dict(task="lm", model=TINY_TXL, steps=6, warmup_steps=2, bsz=4, tgt_len=8,
+                                         log_every=1, eval_batches=2), **overrides})
+
+
+# ---------------------------------------------------------------- data
+
+@given(n=st.integers(2, 300), bsz=st.integers(1, 6), tgt_len=st.integers(1, 20))
+def test_ordered_batches_read_each_stream_once_in_order(n, bsz, tgt_len):
+    ids = torch.arange(n)
+    if n // bsz < 2:
+        with pytest.raises(ValueError, match="cannot make"):
+            LMOrderedBatches(ids, bsz=bsz, tgt_len=tgt_len)
+        return
+    batches = LMOrderedBatches(ids, bsz=bsz, tgt_len=tgt_len)
+    per = n // bsz
+    inputs = torch.cat([inp for inp, _ in batches], dim=1)
+    assert torch.equal(inputs, torch.arange(bsz * per).view(bsz, per)[:, :-1])   # every input once, in order
+    for inp, tgt in batches:
+        assert torch.equal(tgt, inp + 1) and inp.shape[1] <= tgt_len
+
+
+def test_ordered_batches_refuse_bad_arguments():
+    for bad in [dict(ids=torch.zeros(3, 4, dtype=torch.long)), dict(ids=torch.zeros(10)), dict(ids=[1, 2, 3])]:
+        with pytest.raises(TypeError, match="1-D integer tensor"):
+            LMOrderedBatches(bad["ids"], bsz=1, tgt_len=2)
+    with pytest.raises(ValueError, match="bsz must be a positive int"):
+        LMOrderedBatches(torch.arange(10), bsz=0, tgt_len=2)
+    with pytest.raises(IndexError, match="out of range"):
+        LMOrderedBatches(torch.arange(10), bsz=1, tgt_len=3)[5]
+
+
+def test_char_corpus_round_trip():
+    text = "ab c\nde\n"
+    tok = lm_tokenizer(text, level="char")
+    ids = corpus_ids(text, tok)
+    assert tok.convert_ids_to_tokens(ids.tolist()) == ["a", "b", " ", "c", "<eos>", "d", "e", "<eos>"]
+    with pytest.raises(ValueError, match="'char' or 'word'"):
+        lm_tokenizer(text, level="byte")
+
+
+def test_speeches_and_the_speaker_task():
+    text = "A:\nhello there\nfriend\n\nB:\nno\n\nA:\nyes\n\nC:\nmaybe\n\nA:\nfine\n\nB:\nbye\n"
+    assert speeches(text)[0] == ("A", "hello there friend")
+    labels, train, held = speaker_task(text, n_speakers=2, eval_every=2)
+    assert labels == ["A", "B"]
+    assert held == [("yes", 0), ("bye", 1)] and ("hello there friend", 0) in train and all(l in (0, 1) for _, l in train)
+    with pytest.raises(ValueError, match="fewer than n_speakers"):
+        speaker_task(text, n_speakers=5)
+
+
+# ---------------------------------------------------------------- config, schedule, groups
+
+def test_config_refuses_typos_bad_values_and_missing_keys():
+    with pytest.raises(ValueError, match="did you mean 'steps'"):
+        TrainConfig.from_dict(dict(task="lm", model={}, stpes=3))
+    with pytest.raises(ValueError, match="needs \\['model'\\]"):
+        TrainConfig.from_dict(dict(task="lm"))
+    for key, value in [("lr", 0), ("bsz", 0), ("schedule", "step"), ("clip", -1), ("bf16", "yes"),
+                       ("lr_layer_decay", 1.5), ("warmup_steps", 99)]:
+        with pytest.raises(ValueError, match=f"invalid training config {key}="):
+            lm_config(**{key: value})
+    with pytest.raises(ValueError, match="not a JSON file"):
+        path = train_module.Path(os.environ.get("TMPDIR", "/tmp")) / "xlref_not_json.json"
+        path.write_text("{task")
+        try:
+            TrainConfig.from_json_file(path)
+        finally:
+            path.unlink()
+
+
+def test_lr_factor_warms_up_then_decays_to_the_floor():
+    f = lambda u, s: lr_factor(u, steps=10, warmup_steps=2, schedule=s, min_lr_ratio=0.2)
+    assert [f(0, "cosine"), f(1, "cosine")] == [0.5, 1.0]
+    assert math.isclose(f(9, "linear"), 0.2 + 0.8 * (1 - 7 / 8)) and f(5, "constant") == 1.0
+    assert all(f(u, "cosine") >= f(u + 1, "cosine") for u in range(1, 9))
+
+
+def test_parameter_groups_scale_layers_and_spare_biases_and_norms():
+    from xlref import XLNetConfig, XLNetForSequenceClassification
+    model = XLNetForSequenceClassification(XLNetConfig(vocab_size=20, **TINY_XLNET, num_labels=2))
+    groups = parameter_groups(model, lr=1.0, weight_decay=0.1, lr_layer_decay=0.5)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert by_param[id(named["transformer.layer.0.ff.layer_1.weight"])]["lr"] == 0.5
+    assert by_param[id(named["transformer.layer.1.ff.layer_1.weight"])]["lr"] == 1.0
+    assert by_param[id(named["transformer.word_embedding.weight"])]["lr"] == 1.0
+    assert by_param[id(named["transformer.layer.0.rel_attn.layer_norm.weight"])]["weight_decay"] == 0.0
+    assert by_param[id(named["transformer.layer.0.ff.layer_1.bias"])]["weight_decay"] == 0.0
+    assert by_param[id(named["transformer.layer.0.ff.layer_1.weight"])]["weight_decay"] == 0.1
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
+def test_the_originals_gradient_scaling_is_cancelled_by_adam():
+    "zihangdai/xlnet scales a layer's gradient by rate ** depth before Adam, which divides the scale away."
+    def moved(scale):
+        w = torch.nn.Parameter(torch.zeros(4))
+        opt = torch.optim.Adam([w], lr=0.01)
+        for s in range(3):
+            w.grad = scale * torch.tensor([1.0, -2.0, 0.5, 3.0]) * (s + 1)
+            opt.step()
+        return w.detach()
+    torch.testing.assert_close(moved(0.75 ** 11), moved(1.0), rtol=1e-4, atol=0)
+
+
+# ---------------------------------------------------------------- training, resume, saving
+
+def losses(rows):
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def task_config(task):
+    if task == "lm":
+        return lm_config()
+    if task == "plm":
+        return TrainConfig.from_dict(dict(task="plm", model={**TINY_XLNET, "mem_len": 16}, steps=6, warmup_steps=2,
+                                          bsz=4, seq_len=32, reuse_len=16, num_predict=6, perm_size=16, log_every=1,
+                                          spiece_vocab_size=300, eval_batches=1))
+    return TrainConfig.from_dict(dict(task="classify", model=TINY_XLNET, steps=6, warmup_steps=2, bsz=8, log_every=1,
+                                      spiece_vocab_size=200, max_length=24, eval_batches=1))
+
+
+@pytest.mark.parametrize("task", ["lm", "plm", "classify"])
+def test_stop_and_resume_equals_one_run(task, tmp_path):
+    "N updates straight == k updates, save, resume, N - k updates: the same losses and weights, bit for bit."
+    config = task_config(task)
+    straight = Trainer(config, tmp_path / "a", progress=False)
+    straight.train()
+    first = Trainer(config, tmp_path / "b", progress=False)
+    first.train(until=2)
+    resumed = Trainer.resume(tmp_path / "b", progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    assert losses(straight.history) == losses(resumed.history) and len(losses(resumed.history)) == 6
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    written = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert written == resumed.history                    # the log holds each row once, across the stop
+
+
+def test_lm_loss_counts_the_boundary_target_and_memory_carries(tmp_path):
+    trainer = Trainer(lm_config(), tmp_path, progress=False)
+    loss, n = trainer.task.loss(trainer.model, trainer.device)
+    assert n == 4 * 8 and trainer.task.mems is not None and trainer.task.mems[0].shape == (8, 4, 16)
+    assert torch.isfinite(loss)
+
+
+def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(lm_config(), tmp_path, progress=False)
+    trainer.train(until=2)
+    before = (tmp_path / "train_state.pt").read_bytes()
+
+    def full_disk(folder, files, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train_module, "write_files_atomically", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.train(until=4)
+    assert (tmp_path / "train_state.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_resume_refuses_another_config_or_a_missing_run(tmp_path):
+    Trainer(lm_config(), tmp_path / "run", progress=False).train(until=1)
+    with pytest.raises(ValueError, match=r"another config: \['lr'\] differ"):
+        Trainer.resume(tmp_path / "run", config=lm_config(lr=0.5))
+    assert Trainer.resume(tmp_path / "run", config=lm_config(steps=8), progress=False).config.steps == 8
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer.resume(tmp_path / "empty")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        Trainer(lm_config(), tmp_path / "run")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        Trainer.resume(tmp_path / "bad")
+
+
+def test_bad_data_or_model_fields_fail_before_any_update(tmp_path):
+    with pytest.raises(ValueError, match="unknown corpus"):
+        Trainer(lm_config(corpus="no_such_corpus"), tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="smaller than the tokenizer's"):
+        Trainer(lm_config(model={**TINY_TXL, "vocab_size": 10}), tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="unknown TransfoXLConfig fields"):
+        Trainer(lm_config(model={**TINY_TXL, "d_modle": 16}), tmp_path / "c", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_bf16_autocast_trains(tmp_path):
+    trainer = Trainer(lm_config(bf16=True, steps=2, warmup_steps=1), tmp_path, progress=False)
+    rows = trainer.train()
+    assert all(math.isfinite(l) for l in losses(rows)) and trainer.task.mems[0].dtype == torch.float32
+
+
+def test_evaluation_with_a_longer_memory_and_same_length(tmp_path):
+    trainer = Trainer(lm_config(eval_mem_len=16, eval_same_length=True), tmp_path, progress=False)
+    result = trainer.evaluate()
+    assert set(result) == {"eval_loss", "eval_bpc"} and trainer.model.transformer.mem_len == 8
+    assert trainer.model.transformer.same_length is False
+
+
+# ---------------------------------------------------------------- the command line
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "xlref.train", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_trains_refuses_and_resumes(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(lm_config(steps=2, warmup_steps=1).to_dict()))
+    ok = run_cli(config, "--out", tmp_path / "run", "--no-progress")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.splitlines()[-1])["step"] == 2
+    again = run_cli(config, "--out", tmp_path / "run")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    config.write_text(json.dumps({**lm_config(steps=3, warmup_steps=1).to_dict()}))
+    more = run_cli(config, "--out", tmp_path / "run", "--resume", "--no-progress")
+    assert more.returncode == 0, more.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"task": "lm", "model": {}, "stpes": 1}))
+    refused = run_cli(bad, "--out", tmp_path / "other")
+    assert refused.returncode == 2 and "did you mean 'steps'" in refused.stderr and not (tmp_path / "other").exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_sigint_saves_a_resumable_checkpoint(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(lm_config(steps=100000, warmup_steps=1, log_every=1).to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "xlref.train", str(config), "--out", str(tmp_path / "run"),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "metrics.jsonl").exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "the run did not start"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    resumed = Trainer.resume(tmp_path / "run", progress=False)
+    assert 0 < resumed.step < 100000 and "resume with --resume" in err
