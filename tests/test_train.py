@@ -264,3 +264,39 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path):
     assert proc.returncode == 130, err
     resumed = Trainer.resume(tmp_path / "run", progress=False)
     assert 0 < resumed.step < 100000 and "resume with --resume" in err
+
+
+# ---------------------------------------------------------------- several processes
+
+def test_rank_rows_share_the_batch():
+    from xlref.train import rank_rows
+    assert [rank_rows(8, r, 2).tolist() for r in range(2)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [rank_rows(8, r, 2, bi_data=True).tolist() for r in range(2)] == [[0, 1, 4, 5], [2, 3, 6, 7]]
+    with pytest.raises(ValueError, match="does not divide evenly"):
+        rank_rows(6, 0, 4)
+    with pytest.raises(ValueError, match="each half"):
+        rank_rows(6, 0, 2, bi_data=True)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process(tmp_path):
+    "torchrun with 2 processes (gloo) == 1 process with the same global batch; tail clusters without targets included."
+    from safetensors.torch import load_file
+    config = tmp_path / "c.json"
+    model = {**TINY_TXL, "dropout": 0.0, "cutoffs": [10, 30]}    # dropout off: 2 processes draw other masks
+    config.write_text(json.dumps(lm_config(model=model, steps=5, warmup_steps=1).to_dict()))
+    one = run_cli(config, "--out", tmp_path / "one", "--no-progress")
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "xlref.train", str(config), "--out", str(tmp_path / "two"), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert len(two.stdout.strip().splitlines()) == 1                 # one process reports
+    rows = lambda d: [json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    a, b = losses(rows("one")), losses(rows("two"))
+    assert len(a) == len(b) == 5
+    assert all(math.isclose(x, y, rel_tol=1e-5) for x, y in zip(a, b)), (a, b)
+    w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    for key in w1:
+        torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-6)
+    assert (tmp_path / "two" / "train_state.rank1.pt").is_file()

@@ -149,8 +149,8 @@ class TrainConfig:
             check("bsz", self.bsz % 2 == 0, "even with bi_data (forward and backward halves)")
 
 # %% auto #0
-__all__ = ['TASKS', 'STATE_NAME', 'METRICS_NAME', 'TrainConfig', 'lr_factor', 'parameter_groups', 'seed_everything', 'Trainer',
-           'plot_metrics', 'main']
+__all__ = ['TASKS', 'STATE_NAME', 'METRICS_NAME', 'TrainConfig', 'lr_factor', 'parameter_groups', 'seed_everything',
+           'init_distributed', 'rank_rows', 'average_gradients', 'Trainer', 'plot_metrics', 'main']
 
 # %% ../notebooks/16_training.ipynb #ab7113e0
 def lr_factor(update: int, *, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
@@ -217,6 +217,59 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
+# %% ../notebooks/16_training.ipynb #fd25b273
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA with the GPU of
+    LOCAL_RANK. Returns (rank, world size, device); (0, 1, device) when run without torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def rank_rows(bsz: int, rank: int, world: int, *, bi_data: bool = False) -> torch.Tensor:
+    """The rows of a batch of `bsz` that process `rank` of `world` trains on: an equal contiguous share; with
+    bi_data the same share of the forward half and of the backward half (its reversed copies)."""
+    if bsz % world or (bi_data and bsz % (2 * world)):
+        raise ValueError(f"bsz={bsz} does not divide evenly over {world} processes"
+                         + (" (each half, with bi_data)" if bi_data else ""))
+    if not bi_data:
+        share = bsz // world
+        return torch.arange(rank * share, (rank + 1) * share)
+    half, share = bsz // 2, bsz // (2 * world)
+    forward = torch.arange(rank * share, (rank + 1) * share)
+    return torch.cat([forward, forward + half])
+
+
+def average_gradients(model: torch.nn.Module, world: int) -> None:
+    "The mean gradient over the processes (DDP's all-reduce); a parameter without a gradient here counts as zeros."
+    if world == 1:
+        return
+    import torch.distributed as dist
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _all_mean(value: float, world: int, device) -> float:
+    "The mean of a number over the processes."
+    if world == 1:
+        return value
+    import torch.distributed as dist
+    t = torch.tensor([float(value)], dtype=torch.float64 if torch.device(device).type == "cpu" else torch.float32,
+                     device=device)
+    dist.all_reduce(t)
+    return t.item() / world
+
 # %% ../notebooks/16_training.ipynb #dfa20d56
 class Trainer:
     """One training run: data, model, AdamW with warm-up and decay, clipping, accumulation, evaluation, metrics,
@@ -231,10 +284,13 @@ class Trainer:
             raise FileExistsError(f"{self.out_dir} already holds a run ({STATE_NAME}): resume it with "
                                   f"Trainer.resume({str(self.out_dir)!r}) or choose another directory")
         self.device = self._device(config.device)
+        self.rank, self.world, self.device = init_distributed(self.device)      # (0, 1) without torchrun
+        rows = rank_rows(config.bsz, self.rank, self.world, bi_data=config.task == "plm" and config.bi_data)
         if config.bf16 and self.device.type == "cpu" and not torch.backends.mkldnn.is_available():
             raise ValueError("bf16 autocast is not supported on this CPU build")
         seed_everything(config.seed)
         self.task = {"lm": _LMTask, "plm": _PLMTask, "classify": _ClassifyTask}[config.task](config)
+        self.task.rows = rows if self.world > 1 else slice(None)              # this process's share of a batch
         self.model = self.task.build_model().to(self.device)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, lr=config.lr, weight_decay=config.weight_decay,
                                                             lr_layer_decay=config.lr_layer_decay), lr=config.lr)
@@ -297,6 +353,11 @@ def _load_state(self, state: dict) -> None:
     self.scheduler.load_state_dict(state["scheduler"])
     self.step = state["step"]
     self.history = json.loads(state.get("history", "[]"))
+    if self.rank > 0:                                 # this process's own data position, memory and generators
+        own = self.out_dir / f"train_state.rank{self.rank}.pt"
+        if not own.is_file():
+            raise FileNotFoundError(f"no {own.name} in {self.out_dir}: the run was saved by fewer processes")
+        state = {**state, **torch.load(own, map_location="cpu", weights_only=True)}
     self.task.load_state(state["task"], device=self.device)
     _set_rng_state(state["rng"])
 
@@ -307,6 +368,11 @@ def save(self) -> Path:
     training state (train_state.pt), each file whole or not at all: a run killed while saving keeps the last
     good checkpoint."""
     self.out_dir.mkdir(parents=True, exist_ok=True)
+    if self.rank > 0:                                 # the other processes keep their own streams' state
+        buffer = io.BytesIO()
+        torch.save({"step": self.step, "rng": _rng_state(), "task": self.task.state()}, buffer)
+        write_files_atomically(self.out_dir, {f"train_state.rank{self.rank}.pt": buffer.getvalue()})
+        return self.out_dir / f"train_state.rank{self.rank}.pt"
     self.model.save_pretrained(self.out_dir)
     self.task.tokenizer.save_pretrained(self.out_dir)
     buffer = io.BytesIO()
@@ -323,6 +389,8 @@ def _autocast(self):
 @patch_to(Trainer)
 def _log(self, row: dict) -> None:
     self.history.append(row)
+    if self.rank > 0:                                         # one process writes the log
+        return
     self.out_dir.mkdir(parents=True, exist_ok=True)
     with open(self.out_dir / METRICS_NAME, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
@@ -346,7 +414,7 @@ def train(self, until: int | None = None) -> list[dict]:
     if hasattr(signal, "SIGTERM") and _main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             handlers[sig] = signal.signal(sig, self._on_signal)
-    bar = _progress(self.progress, total=until, initial=self.step)
+    bar = _progress(self.progress and self.rank == 0, total=until, initial=self.step)
     try:
         while self.step < until and not self.interrupted:
             t0, loss, tokens = time.perf_counter(), 0.0, 0
@@ -356,6 +424,8 @@ def train(self, until: int | None = None) -> list[dict]:
                     micro_loss, n = self.task.loss(self.model, self.device)
                 (micro_loss / c.grad_accum).backward()
                 loss, tokens = loss + micro_loss.item() / c.grad_accum, tokens + n
+            average_gradients(self.model, self.world)         # one gradient for all processes, as DDP's
+            loss, tokens = _all_mean(loss, self.world, self.device), tokens * self.world
             if c.clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
             lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"]
@@ -373,6 +443,8 @@ def train(self, until: int | None = None) -> list[dict]:
                 self._log({"step": self.step, **self.evaluate()})
             if c.save_every and self.step % c.save_every == 0:
                 self.save()
+            if self.world > 1:                                # one process stopped: all stop at this update
+                self.interrupted = _all_mean(float(self.interrupted), self.world, self.device) > 0
         self.save()
     finally:
         if bar is not None:
@@ -385,7 +457,7 @@ def train(self, until: int | None = None) -> list[dict]:
 @patch_to(Trainer)
 def _truncate_metrics(self) -> None:
     "A resumed run rewrites metrics.jsonl from its checkpoint's history (rows logged after that save are gone)."
-    if self.history or (self.out_dir / METRICS_NAME).exists():
+    if self.rank == 0 and (self.history or (self.out_dir / METRICS_NAME).exists()):
         text = "".join(json.dumps(row) + "\n" for row in self.history).encode()
         write_files_atomically(self.out_dir, {METRICS_NAME: text})
 
@@ -438,7 +510,7 @@ class _LMTask:
         self.batches = LMOrderedBatches(corpus_ids(train_text, self.tokenizer), bsz=config.bsz, tgt_len=config.tgt_len)
         self.eval_batches = LMOrderedBatches(corpus_ids(eval_text, self.tokenizer), bsz=config.bsz,
                                              tgt_len=config.tgt_len)
-        self.position, self.mems = 0, None
+        self.position, self.mems, self.rows = 0, None, slice(None)   # rows: this process's share of the batch
 
     def build_model(self):
         from xlref.transfo_xl import TransfoXLConfig, TransfoXLLMHeadModel
@@ -461,7 +533,7 @@ class _LMTask:
         k = self.position % len(self.batches)
         if k == 0:
             self.mems = None                                  # a new pass over the corpus: the model's first memory
-        inp, tgt = (t.to(device) for t in self.batches[k])
+        inp, tgt = (t[self.rows].to(device) for t in self.batches[k])
         nll, self.mems = self._nll(model, inp, tgt, self.mems)
         self.position += 1
         return nll.float().mean(), tgt.numel()
@@ -511,7 +583,7 @@ class _ClassifyTask:
                 text.write_text("\n".join(s for s, _ in self.train_pairs) + "\n", encoding="utf-8")
                 model_file = train_xlnet_spiece(text, Path(tmp) / "spiece", vocab_size=config.spiece_vocab_size)
                 self.tokenizer = XLNetTokenizer(model_file)
-        self.position = 0
+        self.position, self.rows = 0, slice(None)
 
     def build_model(self):
         from xlref.heads import XLNetForSequenceClassification
@@ -538,7 +610,8 @@ class _ClassifyTask:
         return [self.train_pairs[i] for i in order[k * self.config.bsz : (k + 1) * self.config.bsz].tolist()]
 
     def loss(self, model, device):
-        enc, labels = self._encode(self._batch(self.position), device)
+        batch = self._batch(self.position)
+        enc, labels = self._encode([batch[i] for i in range(len(batch))[self.rows]], device)
         self.position += 1
         return model(**enc, labels=labels).loss.float(), int(enc["attention_mask"].sum())
 
@@ -581,7 +654,7 @@ class _PLMTask:
         self.starts = start_pieces(self.tokenizer)                  # where a span may begin (the original's rule)
         self.stream = self._stream(train_text)
         self.eval_stream = self._stream(eval_text)
-        self.epoch, self.index, self.mems, self._batches = 0, 0, None, None
+        self.epoch, self.index, self.mems, self._batches, self.rows = 0, 0, None, None, slice(None)
 
     def _stream(self, text: str):
         "The text as the original's stream: one sentence a line, a blank line ends a document (<eod>)."
@@ -607,12 +680,13 @@ class _PLMTask:
             return XLNetLMHeadModel.from_pretrained(self.config.init_from, **fields).train()
         return XLNetLMHeadModel(XLNetConfig(**fields))
 
-    def _zero_mems(self, model, device):
-        "The original's first memory: mem_len zeros per layer (None without memory)."
-        c = model.config
+    def _zero_mems(self, model, device, rows=None):
+        "The original's first memory: mem_len zeros per layer (None without memory), for `rows` of the batch."
+        c, rows = model.config, self.rows if rows is None else rows
         if not c.mem_len:
             return None
-        return [torch.zeros(c.mem_len, self.config.bsz, c.d_model, device=device) for _ in range(c.n_layer)]
+        bsz = len(range(self.config.bsz)[rows]) if isinstance(rows, slice) else len(rows)
+        return [torch.zeros(c.mem_len, bsz, c.d_model, device=device) for _ in range(c.n_layer)]
 
     def _next(self, model, device):
         "The next batch of the run; a new epoch (a new seed) when the stream is used up, from zero memory."
@@ -640,12 +714,12 @@ class _PLMTask:
         return out.loss, [m.to(dtype) for m in out.mems] if out.mems else None, int((b["labels"] != -100).sum())
 
     def loss(self, model, device):
-        batch = self._next(model, device)
+        batch = {k: v[self.rows] for k, v in self._next(model, device).items()}
         loss, self.mems, _ = self._forward(model, batch, self.mems, device)
         return loss.float(), batch["input_ids"].numel()
 
     def evaluate(self, model, device):
-        mems, total, count = self._zero_mems(model, device), 0.0, 0
+        mems, total, count = self._zero_mems(model, device, rows=slice(None)), 0.0, 0
         for k, batch in enumerate(self._samples(self.eval_stream, self.config.seed + 10**6)):
             if self.config.eval_batches is not None and k >= self.config.eval_batches:
                 break
@@ -702,11 +776,15 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"xlref.train: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(history[-1] if history else {"step": trainer.step}))
-    if trainer.interrupted:
-        print(f"xlref.train: stopped at update {trainer.step}; resume with --resume", file=sys.stderr)
-        return 130
-    return 0
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if trainer.rank == 0:                                 # under torchrun, one process reports
+        print(json.dumps(history[-1] if history else {"step": trainer.step}))
+        if trainer.interrupted:
+            print(f"xlref.train: stopped at update {trainer.step}; resume with --resume", file=sys.stderr)
+    return 130 if trainer.interrupted else 0
 
 
 if __name__ == "__main__" and "ipykernel" not in sys.modules:
