@@ -300,3 +300,49 @@ def test_two_processes_equal_one_process(tmp_path):
     for key in w1:
         torch.testing.assert_close(w1[key], w2[key], rtol=1e-4, atol=1e-6)
     assert (tmp_path / "two" / "train_state.rank1.pt").is_file()
+
+
+# ---------------------------------------------------------------- gradient checkpointing
+
+def _grads(model, **inputs):
+    torch.manual_seed(1)                                        # the same dropout masks for both passes
+    model.zero_grad()
+    model(**inputs).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_for_both_models():
+    from xlref import TransfoXLConfig, TransfoXLLMHeadModel, XLNetConfig, XLNetLMHeadModel
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 6))
+    txl = TransfoXLLMHeadModel(TransfoXLConfig(vocab_size=50, cutoffs=[20], d_model=16, d_embed=16, n_head=2, d_head=8,
+                                               d_inner=32, n_layer=3, mem_len=4, dropout=0.2, div_val=1)).train()
+    perm = torch.zeros(2, 6, 6)
+    perm[:, :, -1] = 1
+    target = torch.zeros(2, 1, 6)
+    target[:, 0, -1] = 1
+    xlnet = XLNetLMHeadModel(XLNetConfig(vocab_size=50, d_model=16, n_head=2, d_inner=32, n_layer=3, mem_len=4,
+                                         dropout=0.2)).train()
+    cases = [(txl, dict(input_ids=ids, labels=ids)),
+             (xlnet, dict(input_ids=ids, perm_mask=perm, target_mapping=target, labels=ids[:, -1:],
+                          token_type_ids=torch.zeros_like(ids)))]
+    for model, inputs in cases:
+        plain = _grads(model, **inputs)
+        model.gradient_checkpointing_enable()
+        assert model.is_gradient_checkpointing
+        checkpointed = _grads(model, **inputs)
+        assert plain.keys() == checkpointed.keys() and len(plain) > 10
+        for name in plain:
+            assert torch.equal(plain[name], checkpointed[name]), name
+        model.gradient_checkpointing_disable()
+        assert not model.is_gradient_checkpointing
+    with pytest.raises(ValueError, match="takes only use_reentrant"):
+        txl.gradient_checkpointing_enable({"preserve": True})
+
+
+def test_training_with_gradient_checkpointing_equals_training_without(tmp_path):
+    a = Trainer(lm_config(steps=3, warmup_steps=1), tmp_path / "a", progress=False)
+    plain = losses(a.train())                                   # each run draws from the generators its seed set
+    b = Trainer(lm_config(steps=3, warmup_steps=1, gradient_checkpointing=True), tmp_path / "b", progress=False)
+    assert b.model.is_gradient_checkpointing and not a.model.is_gradient_checkpointing
+    assert losses(b.train()) == plain

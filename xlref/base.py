@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['patch_to', 'XLRefConfig', 'ModelOutput', 'XLRefPreTrainedModel', 'check_inputs', 'check_mems', 'check_attention_fits']
+__all__ = ['patch_to', 'XLRefConfig', 'ModelOutput', 'XLRefPreTrainedModel', 'call_layer', 'check_inputs', 'check_mems',
+           'check_attention_fits']
 
 # %% ../notebooks/04_base.ipynb #59223d24
 def patch_to(cls: type, *, as_classmethod: bool = False):
@@ -342,6 +343,38 @@ class XLRefPreTrainedModel(nn.Module):
     def num_parameters(self) -> int:
         "Number of distinct parameters (tied ones counted once)."
         return sum(p.numel() for p in self.parameters())
+
+# %% ../notebooks/04_base.ipynb #415b4707
+@patch_to(XLRefPreTrainedModel)
+def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+    "Recompute each layer in backward instead of keeping its activations (every submodule that has layers to do it)."
+    kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+    if not isinstance(gradient_checkpointing_kwargs, (dict, type(None))) or set(kwargs) - {"use_reentrant"}:
+        raise ValueError(f"gradient_checkpointing_kwargs takes only use_reentrant, got {gradient_checkpointing_kwargs!r}")
+    found = [m for m in self.modules() if hasattr(m, "gradient_checkpointing")]
+    if not found:
+        raise ValueError(f"{type(self).__name__} has no layers to checkpoint")
+    for m in found:
+        m.gradient_checkpointing, m._checkpoint_kwargs = True, kwargs
+
+
+@patch_to(XLRefPreTrainedModel)
+def gradient_checkpointing_disable(self) -> None:
+    for m in self.modules():
+        if hasattr(m, "gradient_checkpointing"):
+            m.gradient_checkpointing = False
+
+
+XLRefPreTrainedModel.is_gradient_checkpointing = property(
+    lambda self: any(getattr(m, "gradient_checkpointing", False) for m in self.modules()))
+
+
+def call_layer(owner: nn.Module, layer: nn.Module, *args, **kwargs):
+    "layer(*args, **kwargs); recomputed in backward when `owner` has gradient checkpointing on and is training."
+    if getattr(owner, "gradient_checkpointing", False) and owner.training and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(layer, *args, **owner._checkpoint_kwargs, **kwargs)
+    return layer(*args, **kwargs)
 
 # %% ../notebooks/04_base.ipynb #d5183ebd
 def check_inputs(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, *, vocab_size: int,

@@ -58,6 +58,7 @@ class TrainConfig:
     clip: float = 0.25                         # gradient-norm clipping (0: none); the original Transformer-XL's 0.25
     lr_layer_decay: float = 1.0                # layer l of n gets lr * decay ** (n - 1 - l) (fine-tuning)
     bf16: bool = False                         # bfloat16 autocast
+    gradient_checkpointing: bool = False       # recompute each layer in backward: less memory (notebook 04)
     device: str = "cpu"
     seed: int = 0
     log_every: int = 10
@@ -133,7 +134,7 @@ class TrainConfig:
         check("min_lr_ratio", number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "a number in [0, 1]")
         check("clip", number(self.clip) and self.clip >= 0, "a number >= 0 (0: no clipping)")
         check("lr_layer_decay", number(self.lr_layer_decay) and 0 < self.lr_layer_decay <= 1, "a number in (0, 1]")
-        for name in ("bf16", "eval_same_length", "bi_data"):
+        for name in ("bf16", "gradient_checkpointing", "eval_same_length", "bi_data"):
             check(name, isinstance(getattr(self, name), bool), "True or False")
         check("warmup_steps", self.warmup_steps <= self.steps, f"at most steps={self.steps}")
         for name in ("corpus",):
@@ -292,6 +293,8 @@ class Trainer:
         self.task = {"lm": _LMTask, "plm": _PLMTask, "classify": _ClassifyTask}[config.task](config)
         self.task.rows = rows if self.world > 1 else slice(None)              # this process's share of a batch
         self.model = self.task.build_model().to(self.device)
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, lr=config.lr, weight_decay=config.weight_decay,
                                                             lr_layer_decay=config.lr_layer_decay), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: lr_factor(

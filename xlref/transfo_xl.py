@@ -18,7 +18,7 @@ from torch import nn
 
 from .adaptive import AdaptiveEmbedding, ProjectedAdaptiveLogSoftmax
 from .base import (ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems,
-                        patch_to)
+                        call_layer, patch_to)
 from .memory import causal_can_attend, update_mems
 from .positions import PositionalEmbedding, rel_shift, transfo_xl_pos_seq
 
@@ -320,6 +320,7 @@ class TransfoXLModel(TransfoXLPreTrainedModel):
         else:
             self.layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_layer))
         self.pos_emb = PositionalEmbedding(c.d_model)
+        self.gradient_checkpointing = False           # gradient_checkpointing_enable() (notebook 04)
         self.post_init()
 
 # %% ../notebooks/07_transfo_xl.ipynb #3b1e6481
@@ -333,7 +334,7 @@ def transformer_xl(self, word_emb, mems, *, can_attend, pos_emb, head_masks, out
     for n, layer in enumerate(self.layers):
         hids.append(h)                                             # h^(n-1): layer n's input, cached for segment tau + 1
         m = None if mems is None else mems[n]                      # m^(n-1) = SG(h^(n-1) of the segments before)
-        h, prob = layer(h, r, can_attend=can_attend, mems=m,      # h^n = Layer([m^(n-1) o h^(n-1)], R)
+        h, prob = call_layer(self, layer, h, r, can_attend=can_attend, mems=m,   # h^n = Layer([m^(n-1) o h^(n-1)], R)
                         head_mask=head_masks[n], output_attentions=output_attentions)
         attentions.append(prob)
     return self.drop(h), hids, attentions
@@ -350,7 +351,8 @@ def absolute_transformer(self, word_emb, mems, *, can_attend, pos_emb, head_mask
         m = None if mems is None else mems[n]
         if m is not None and n == 0 and mlen > 0:
             m = m + pos_emb[:mlen]                                 # the first mlen rows: the memory's (not in place)
-        h, prob = layer(h, can_attend=can_attend, mems=m, head_mask=head_masks[n], output_attentions=output_attentions)
+        h, prob = call_layer(self, layer, h, can_attend=can_attend, mems=m, head_mask=head_masks[n],
+                             output_attentions=output_attentions)
         attentions.append(prob)
     return self.drop(h), hids, attentions
 

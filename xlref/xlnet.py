@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import (ModelOutput, XLRefConfig, XLRefPreTrainedModel, check_attention_fits, check_inputs, check_mems,
-                        patch_to)
+                        call_layer, patch_to)
 from .memory import causal_can_attend, update_memory
 from .positions import rel_shift_bnij, xlnet_relative_positional_encoding
 from .transfo_xl import _masked_softmax
@@ -328,6 +328,7 @@ class XLNetModel(XLNetPreTrainedModel):
         self.mask_emb = nn.Parameter(torch.zeros(1, 1, c.d_model))   # g^(0): the query stream's input
         self.layer = nn.ModuleList(XLNetLayer(c) for _ in range(c.n_layer))
         self.dropout = nn.Dropout(c.dropout)
+        self.gradient_checkpointing = False           # gradient_checkpointing_enable() (notebook 04)
         self.post_init()
 
     def cache_mem(self, curr_out: torch.Tensor, prev_mem: torch.Tensor | None) -> torch.Tensor:
@@ -355,7 +356,7 @@ def two_stream(self, word_emb, mems, *, pos_emb, content_can, query_can, seg_mis
         if use_mems:
             new_mems.append(self.cache_mem(h, m))                        # this layer's input, for the next segment
         inputs.append((h, g))
-        h, g, prob = layer(h, g, r=r, content_can_attend=content_can,   # h^n from [m, h^(n-1)]; g^n from g^(n-1)
+        h, g, prob = call_layer(self, layer, h, g, r=r, content_can_attend=content_can,   # h^n, g^n
                            query_can_attend=query_can, seg_mismatch=seg_mismatch, mems=m,
                            target_mapping=target_mapping, head_mask=head_masks[n])
         if output_attentions:                                            # kept only when asked for: (b, n, i, j) per layer
