@@ -346,3 +346,43 @@ def test_training_with_gradient_checkpointing_equals_training_without(tmp_path):
     b = Trainer(lm_config(steps=3, warmup_steps=1, gradient_checkpointing=True), tmp_path / "b", progress=False)
     assert b.model.is_gradient_checkpointing and not a.model.is_gradient_checkpointing
     assert losses(b.train()) == plain
+
+
+# ---------------------------------------------------------------- TensorBoard
+
+class _RecordingWriter:
+    "Stands in for torch.utils.tensorboard.SummaryWriter: records what the trainer writes."
+    made = []
+
+    def __init__(self, log_dir):
+        self.log_dir, self.scalars = log_dir, []
+        _RecordingWriter.made.append(self)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+
+def test_metrics_go_to_tensorboard_when_it_is_there(tmp_path, monkeypatch):
+    import types
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = _RecordingWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    _RecordingWriter.made.clear()
+    Trainer(lm_config(steps=2, warmup_steps=1), tmp_path / "a", progress=False).train()
+    (writer,) = _RecordingWriter.made
+    assert writer.log_dir == str(tmp_path / "a" / "tensorboard")
+    assert ("loss", pytest.approx(writer.scalars[0][1]), 1) in writer.scalars
+    assert {tag for tag, _, _ in writer.scalars} == {"loss", "lr", "tokens_per_s", "eval_loss", "eval_bpc"}
+    Trainer(lm_config(steps=2, warmup_steps=1, tensorboard=False), tmp_path / "b", progress=False).train()
+    assert len(_RecordingWriter.made) == 1                      # tensorboard=False: none
+
+
+def test_tensorboard_asked_for_but_missing_is_an_error_before_training(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)      # import fails: not installed
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        Trainer(lm_config(tensorboard=True), tmp_path / "a", progress=False)
+    rows = Trainer(lm_config(steps=1, warmup_steps=1), tmp_path / "b", progress=False).train()   # None: silently without
+    assert losses(rows)

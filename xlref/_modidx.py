@@ -473,6 +473,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'xlref.train._progress': ('training.html#_progress', 'xlref/train.py'),
                              'xlref.train._rng_state': ('training.html#_rng_state', 'xlref/train.py'),
                              'xlref.train._set_rng_state': ('training.html#_set_rng_state', 'xlref/train.py'),
+                             'xlref.train._tensorboard_writer': ('training.html#_tensorboard_writer', 'xlref/train.py'),
                              'xlref.train.average_gradients': ('training.html#average_gradients', 'xlref/train.py'),
                              'xlref.train.init_distributed': ('training.html#init_distributed', 'xlref/train.py'),
                              'xlref.train.lr_factor': ('training.html#lr_factor', 'xlref/train.py'),

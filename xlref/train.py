@@ -67,6 +67,7 @@ class TrainConfig:
     eval_mem_len: int | None = None            # lm: a longer memory at evaluation
     eval_same_length: bool = False             # lm: every query sees the same number of keys at evaluation
     save_every: int = 0                        # 0: save at the end (and when stopped) only
+    tensorboard: bool | None = None            # metrics to out_dir/tensorboard too (None: when TensorBoard is installed)
     # plm
     seq_len: int = 64
     reuse_len: int = 32
@@ -134,6 +135,7 @@ class TrainConfig:
         check("min_lr_ratio", number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1, "a number in [0, 1]")
         check("clip", number(self.clip) and self.clip >= 0, "a number >= 0 (0: no clipping)")
         check("lr_layer_decay", number(self.lr_layer_decay) and 0 < self.lr_layer_decay <= 1, "a number in (0, 1]")
+        check("tensorboard", self.tensorboard in (None, True, False), "None (when installed), True or False")
         for name in ("bf16", "gradient_checkpointing", "eval_same_length", "bi_data"):
             check(name, isinstance(getattr(self, name), bool), "True or False")
         check("warmup_steps", self.warmup_steps <= self.steps, f"at most steps={self.steps}")
@@ -301,6 +303,8 @@ class Trainer:
             u, steps=config.steps, warmup_steps=config.warmup_steps, schedule=config.schedule,
             min_lr_ratio=config.min_lr_ratio))
         self.step, self.interrupted, self.history = 0, False, []
+        self._writer_class = _tensorboard_writer(config.tensorboard) if self.rank == 0 else None
+        self._writer = None                               # TensorBoard's, made at the first log row
         if _state is not None:
             self._load_state(_state)
 
@@ -397,6 +401,13 @@ def _log(self, row: dict) -> None:
     self.out_dir.mkdir(parents=True, exist_ok=True)
     with open(self.out_dir / METRICS_NAME, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+    if self._writer_class is not None:
+        if self._writer is None:
+            self._writer = self._writer_class(str(self.out_dir / "tensorboard"))
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._writer.add_scalar(key, value, row["step"])
+        self._writer.flush()
 
 
 @patch_to(Trainer)
@@ -477,6 +488,19 @@ def evaluate(self) -> dict:
     return result
 
 # %% ../notebooks/16_training.ipynb #d8bae0f9
+def _tensorboard_writer(wanted: bool | None):
+    "TensorBoard's SummaryWriter class when it is installed (wanted None) or asked for (True, else an error); None."
+    if wanted is False:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        if wanted:
+            raise ValueError("tensorboard=True needs TensorBoard: pip install tensorboard") from None
+        return None
+    return SummaryWriter
+
+
 def _main_thread() -> bool:
     import threading
     return threading.current_thread() is threading.main_thread()
