@@ -666,3 +666,20 @@ def test_txl_errors(tmp_path):
         tok(["a", "a a"], padding=True)
     with pytest.raises(IndexError, match="outside the vocabulary"):
         tok.decode([99])
+
+
+def test_txl_character_and_delimiter_modes_decode_as_they_were_cut():
+    "decode is the inverse of the cut: characters concatenated, delimited words joined with the delimiter."
+    chars = TransfoXLTokenizer(delimiter="", special=["<eos>"])
+    chars.count_sents([list("to be, or not")])
+    chars.build_vocab()
+    assert chars.decode(chars.encode("to be, or not")) == "to be, or not"
+    words = TransfoXLTokenizer(delimiter=" ", special=["<eos>"])
+    words.count_sents([["to", "be", ",", "or", "not"]])
+    words.build_vocab()
+    assert words.decode(words.encode("to be , or not"), clean_up_tokenization_spaces=False) == "to be , or not"
+    # 4.35 cannot: it runs Moses on characters (spaces become <formula>) before any decoding
+    theirs = HFTransfoXL(delimiter="", special=["<eos>"])
+    theirs.count_sents([list("to be, or not")])
+    theirs.build_vocab()
+    assert theirs.decode(theirs.convert_tokens_to_ids(list("to be, or not"))) != "to be, or not"

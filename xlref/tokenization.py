@@ -911,7 +911,10 @@ def _id_to_token(self, index: int) -> str:
 
 @patch_to(TransfoXLTokenizer)
 def convert_tokens_to_string(self, tokens: list[str]) -> str:
-    "Words -> text: Moses detokenizer, numbers glued back, trimmed."
+    """Words -> text, the inverse of how they were cut: characters (`delimiter=""`) concatenated, words of a
+    delimiter joined with it, Moses' words detokenized (numbers glued back) and trimmed."""
+    if self.delimiter is not None:
+        return self.delimiter.join(tokens)
     return _join_numbers(self._moses_detok.detokenize(tokens)).strip()
 
 
