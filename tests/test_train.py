@@ -386,3 +386,23 @@ def test_tensorboard_asked_for_but_missing_is_an_error_before_training(tmp_path,
         Trainer(lm_config(tensorboard=True), tmp_path / "a", progress=False)
     rows = Trainer(lm_config(steps=1, warmup_steps=1), tmp_path / "b", progress=False).train()   # None: silently without
     assert losses(rows)
+
+
+def test_fine_tuning_starts_from_a_pretrained_run(tmp_path):
+    "init_from: the classifier starts from the pretraining run's network and tokenizer (its head new), as a recipe does."
+    from safetensors.torch import load_file
+    pre = task_config("plm")
+    Trainer(TrainConfig.from_dict(dict(pre.to_dict(), steps=2)), tmp_path / "pre", progress=False).train()
+    fine = TrainConfig.from_dict(dict(task="classify", model={"dropout": 0.0}, init_from=str(tmp_path / "pre"), steps=1,
+                                      warmup_steps=1, bsz=8, max_length=24, eval_batches=1))
+    with pytest.warns(UserWarning, match="missing keys"):
+        trainer = Trainer(fine, tmp_path / "fine", progress=False)
+    saved = load_file(tmp_path / "pre" / "model.safetensors")
+    own = trainer.model.state_dict()
+    shared = [k for k in saved if k.startswith("transformer.")]
+    assert shared and all(torch.equal(saved[k], own[k]) for k in shared)
+    assert trainer.task.tokenizer.convert_ids_to_tokens(list(range(len(trainer.task.tokenizer)))) == \
+        trainer.task.tokenizer.__class__.from_pretrained(tmp_path / "pre").convert_ids_to_tokens(
+            list(range(len(trainer.task.tokenizer))))
+    assert trainer.model.config.num_labels == 4
+    trainer.train()
