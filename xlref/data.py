@@ -354,7 +354,7 @@ def sample_mask(seg, *, goal_num_predict: int | None, mask_alpha: int, mask_beta
                 reverse: bool = False, max_gram: int = 5, is_start=None) -> np.ndarray:
     """Which tokens of ``seg`` (n,) to predict: bool (n,), exactly ``goal_num_predict`` True (``_sample_mask``).
 
-    About ``mask_beta`` of every ``mask_alpha`` tokens, as n-gram spans (see :func:`sample_spans`);
+    About ``mask_beta`` of every ``mask_alpha + mask_beta`` tokens, as n-gram spans (see :func:`sample_spans`);
     ``goal_num_predict=None``: spans over the whole segment, no exact count. Functional tokens may be
     marked; :func:`local_perm` drops them. ``is_start``: None (every token starts a word), a callable
     id -> bool, or a bool array indexed by id (the original: the piece starts with '▁' or '<', or is

@@ -284,8 +284,8 @@ class Trainer:
         config.validate()
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         if _state is None and (self.out_dir / STATE_NAME).exists():
-            raise FileExistsError(f"{self.out_dir} already holds a run ({STATE_NAME}): resume it with "
-                                  f"Trainer.resume({str(self.out_dir)!r}) or choose another directory")
+            raise FileExistsError(f"{self.out_dir} already holds a run ({STATE_NAME}): resume it (--resume, or "
+                                  f"Trainer.resume) or choose another directory")
         self.device = self._device(config.device)
         self.rank, self.world, self.device = init_distributed(self.device)      # (0, 1) without torchrun
         rows = rank_rows(config.bsz, self.rank, self.world, bi_data=config.task == "plm" and config.bi_data)
@@ -788,7 +788,7 @@ def main(argv=None) -> int:
     "`python -m xlref.train CONFIG.json --out DIR [--resume]`: train, print the last metrics row as JSON."
     import argparse
     parser = argparse.ArgumentParser(prog="python -m xlref.train", description="Train a Transformer-XL or XLNet "
-                                     "model from a JSON config (notebook 15).")
+                                     "model from a JSON config (notebook 16).")
     parser.add_argument("config", help="the training config, a JSON file")
     parser.add_argument("--out", required=True, help="the run's directory: checkpoint, metrics.jsonl, model files")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
