@@ -406,3 +406,21 @@ def test_fine_tuning_starts_from_a_pretrained_run(tmp_path):
             list(range(len(trainer.task.tokenizer))))
     assert trainer.model.config.num_labels == 4
     trainer.train()
+
+
+def test_the_remaining_refusals(tmp_path):
+    with pytest.raises(TypeError, match="must be a TrainConfig"):
+        Trainer({"task": "lm"}, tmp_path / "a")
+    with pytest.raises(ValueError, match="no such CUDA device"):
+        Trainer(lm_config(device="cuda:7"), tmp_path / "b", progress=False)
+    with pytest.raises(ValueError, match="is not a device"):
+        Trainer(lm_config(device="gpu"), tmp_path / "c", progress=False)
+    trainer = Trainer(lm_config(), tmp_path / "d", progress=False)
+    for bad in (99, -1, 2.5, True):
+        with pytest.raises(ValueError, match="until must be an int"):
+            trainer.train(until=bad)
+    (tmp_path / "e").mkdir()
+    torch.save({"config": lm_config().to_dict(), "step": 1}, tmp_path / "e" / "train_state.pt")
+    with pytest.raises(ValueError, match="lacks"):
+        Trainer.resume(tmp_path / "e")
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))

@@ -291,6 +291,8 @@ class Trainer:
         rows = rank_rows(config.bsz, self.rank, self.world, bi_data=config.task == "plm" and config.bi_data)
         if config.bf16 and self.device.type == "cpu" and not torch.backends.mkldnn.is_available():
             raise ValueError("bf16 autocast is not supported on this CPU build")
+        self._writer_class = _tensorboard_writer(config.tensorboard) if self.rank == 0 else None
+        self._writer = None                               # TensorBoard's, made at the first log row
         seed_everything(config.seed)
         self.task = {"lm": _LMTask, "plm": _PLMTask, "classify": _ClassifyTask}[config.task](config)
         self.task.rows = rows if self.world > 1 else slice(None)              # this process's share of a batch
@@ -303,8 +305,6 @@ class Trainer:
             u, steps=config.steps, warmup_steps=config.warmup_steps, schedule=config.schedule,
             min_lr_ratio=config.min_lr_ratio))
         self.step, self.interrupted, self.history = 0, False, []
-        self._writer_class = _tensorboard_writer(config.tensorboard) if self.rank == 0 else None
-        self._writer = None                               # TensorBoard's, made at the first log row
         if _state is not None:
             self._load_state(_state)
 
