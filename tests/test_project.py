@@ -235,7 +235,7 @@ def test_nothing_refers_to_a_folder_beside_the_repository(repo):
 
 @pytest.mark.slow
 def test_a_wheel_carries_the_corpora_and_their_licences(repo, tmp_path):
-    "pip install (not only an editable install) must carry the shipped corpora, each with its README."
+    "pip install (not only an editable install) must carry the shipped corpora, each with its README, and the checkpoints."
     build = tmp_path / "src"
     shutil.copytree(repo, build, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", "build", "dist"))
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(build)]
@@ -258,6 +258,10 @@ def test_a_wheel_carries_the_corpora_and_their_licences(repo, tmp_path):
             if corpus.shipped:
                 assert file_digest(zf.read(member), corpus.digest[0]) == corpus.digest[1]
                 assert f"xlref/corpora/{corpus.file.split('/')[0]}/README.md" in names
+        shipped = [p for p in (repo / "xlref" / "checkpoints").rglob("*") if p.is_file()]
+        assert shipped, "no shipped checkpoint files found"
+        for path in shipped:
+            assert path.relative_to(repo).as_posix() in names, f"the wheel lacks {path.relative_to(repo)}"
 
 
 def test_every_notebook_links_to_its_neighbours_and_the_map(repo):

@@ -665,8 +665,8 @@ def save_pretrained(self, save_directory) -> tuple[str, ...]:
 
 @patch_to(XLNetTokenizer, as_classmethod=True)
 def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "XLNetTokenizer":
-    "Load from a directory holding `spiece.model` (and, optionally, `tokenizer_config.json`)."
-    path = Path(pretrained_model_name_or_path)
+    "Load from a directory (or a checkpoint xlref ships, by name) holding `spiece.model` (and `tokenizer_config.json`)."
+    path = _local_or_shipped(pretrained_model_name_or_path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
                                 "spiece.model (hub ids cannot be downloaded by the tokenizer)")
@@ -675,6 +675,18 @@ def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "XLNetToken
 
 # %% ../notebooks/13_tokenizers.ipynb #a809688f
 _FLAGS = {"do_lower_case", "remove_space", "keep_accents", "lower_case", "clean_up_tokenization_spaces"}
+
+
+_SHIPPED = Path(__file__).resolve().parent / "checkpoints" if "__file__" in globals() else None
+
+
+def _local_or_shipped(name_or_path) -> Path:
+    "A local directory, else the folder of a checkpoint xlref ships under that name (xlref/checkpoints/NAME)."
+    path = Path(name_or_path)
+    if (not path.is_dir() and _SHIPPED is not None and isinstance(name_or_path, str) and "/" not in name_or_path
+            and (_SHIPPED / name_or_path).is_dir()):
+        return _SHIPPED / name_or_path
+    return path
 
 
 def _read_config(path: Path, keys) -> dict:
@@ -975,8 +987,8 @@ def save_pretrained(self, save_directory) -> tuple[str, ...]:
 
 @patch_to(TransfoXLTokenizer, as_classmethod=True)
 def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "TransfoXLTokenizer":
-    "Load a directory holding `vocab.json` (xlref), `vocab.pkl` (legacy, read safely) or `vocab.txt`."
-    path = Path(pretrained_model_name_or_path)
+    "Load a directory (or a checkpoint xlref ships, by name) holding `vocab.json`, `vocab.pkl` (read safely) or `vocab.txt`."
+    path = _local_or_shipped(pretrained_model_name_or_path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a directory; from_pretrained reads a local directory with "
                                 "vocab.json, vocab.pkl or vocab.txt (hub ids cannot be downloaded by the tokenizer)")

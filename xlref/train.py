@@ -152,8 +152,9 @@ class TrainConfig:
             check("bsz", self.bsz % 2 == 0, "even with bi_data (forward and backward halves)")
 
 # %% auto #0
-__all__ = ['TASKS', 'STATE_NAME', 'METRICS_NAME', 'TrainConfig', 'lr_factor', 'parameter_groups', 'seed_everything',
-           'init_distributed', 'rank_rows', 'average_gradients', 'Trainer', 'plot_metrics', 'main']
+__all__ = ['TASKS', 'STATE_NAME', 'METRICS_NAME', 'SHIPPED_EXPECTED', 'TrainConfig', 'lr_factor', 'parameter_groups',
+           'seed_everything', 'init_distributed', 'rank_rows', 'average_gradients', 'Trainer', 'plot_metrics', 'main',
+           'pinned_outputs', 'check_pinned']
 
 # %% ../notebooks/16_training.ipynb #ab7113e0
 def lr_factor(update: int, *, steps: int, warmup_steps: int, schedule: str, min_lr_ratio: float) -> float:
@@ -816,3 +817,47 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__" and "ipykernel" not in sys.modules:
     sys.exit(main())
+
+# %% ../notebooks/16_training.ipynb #7ca82490
+SHIPPED_EXPECTED = "expected.json"
+
+
+@torch.no_grad()
+def pinned_outputs(model, tokenizer, text: str, *, n_logits: int = 8, n_greedy: int = 40) -> dict:
+    """What a Transformer-XL language-model checkpoint is pinned by, on `text` (encoded as in training): the ids, the log-probabilities of the first
+    `n_logits` vocabulary entries at the first and the last position, the mean loss of the text's next tokens
+    (nats, the boundary one included), and the greedy continuation of `n_greedy` tokens, one a step with memory."""
+    model.eval()
+    ids = corpus_ids(text, tokenizer)[None]                              # (1, len): lines end in <eos>, as in training
+    if ids.shape[1] < 2:
+        raise ValueError(f"the text must give at least 2 tokens, got {ids.shape[1]}")
+    out = model(ids)                                                     # log-probabilities (1, len, vocab)
+    scores = out.prediction_scores[0]
+    hidden = model.transformer(ids[:, :-1]).last_hidden_state
+    loss = model.crit.nll(hidden.reshape(-1, hidden.shape[-1]), ids[0, 1:]).mean()
+    mems, token, greedy = out.mems, scores[-1].argmax(), []
+    for _ in range(n_greedy):
+        greedy.append(int(token))
+        step = model(token.view(1, 1), mems=mems)
+        mems, token = step.mems, step.prediction_scores[0, -1].argmax()
+    return {"text": text, "ids": ids[0].tolist(),
+            "log_probs_first": [round(float(v), 5) for v in scores[0, :n_logits]],
+            "log_probs_last": [round(float(v), 5) for v in scores[-1, :n_logits]],
+            "loss": round(float(loss), 5), "greedy_ids": greedy, "greedy_text": tokenizer.decode(greedy)}
+
+
+def check_pinned(model, tokenizer, expected: dict, *, atol: float = 1e-4) -> list[str]:
+    "The differences between a checkpoint's pinned outputs and `expected` (empty when it reproduces them)."
+    got = pinned_outputs(model, tokenizer, expected["text"], n_logits=len(expected["log_probs_first"]),
+                         n_greedy=len(expected["greedy_ids"]))
+    problems = []
+    if got["ids"] != expected["ids"]:
+        problems.append(f"ids: the tokenizer gives {got['ids'][:8]}..., expected {expected['ids'][:8]}...")
+    for key in ("log_probs_first", "log_probs_last", "loss"):
+        a, b = torch.tensor(got[key], dtype=torch.float64), torch.tensor(expected[key], dtype=torch.float64)
+        gap = float((a - b).abs().max())
+        if gap > atol:
+            problems.append(f"{key}: largest difference {gap:.2e} > {atol:.0e}")
+    if got["greedy_ids"] != expected["greedy_ids"]:
+        problems.append(f"greedy continuation: {got['greedy_text']!r}, expected {expected['greedy_text']!r}")
+    return problems
