@@ -4,6 +4,7 @@ Modules:
 
 - `xlref.adaptive`: Words grouped into clusters by frequency, smaller vectors for rarer words, projections to the model width, and a softmax that pays for a rare cluster only when it is needed; with its cost against a full softmax.
 - `xlref.base`: What every model of the course stands on before it computes anything: a configuration with Hugging Face's field names, outputs that are dataclasses and tuples at once, a base class that initialises and ties weights, and the checks every `forward` runs at the door.
+- `xlref.compare`: How do you know a checkpoint still computes what it computed when it was made, and where exactly does your own model, or transformers', depart from xlref's? Pinned outputs, checked; and a layer-by-layer comparison that names the first layer that differs.
 - `xlref.data`: What a model must be fed to learn: a corpus read as ordered streams so that the memory continues the text, XLNet's pretraining samples built the way the original builds them, and a fine-tuning task made from the same text.
 - `xlref.datasets`: The text the course reads, shipped inside the package with its licences, checked against a published digest on every read, with the standard splits, a folder for bigger corpora, and a download that never half-writes a file.
 - `xlref.generate`: Greedy search, sampling and beam search for both language models, as transformers 4.35's `generate` does them: Transformer-XL one token a step with its memory, XLNet through a hidden placeholder and the query stream, and the padding-text trick for XLNet's short prompts.
