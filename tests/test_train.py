@@ -424,3 +424,12 @@ def test_the_remaining_refusals(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         Trainer.resume(tmp_path / "e")
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_refused(tmp_path):
+    Trainer(lm_config(), tmp_path / "run", progress=False).train(until=1)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    state["model"].pop(next(iter(state["model"])))                       # a weight missing: not this model's
+    torch.save(state, tmp_path / "run" / "train_state.pt")
+    with pytest.raises(ValueError, match="weights do not fit this model"):
+        Trainer.resume(tmp_path / "run", progress=False)

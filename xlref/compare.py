@@ -34,7 +34,8 @@ class Difference:
 def _classes(directory: Path):
     "The xlref class and the transformers class a checkpoint's config.json names (its first architecture)."
     import xlref
-    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    from xlref.base import XLRefConfig
+    config = XLRefConfig.read_json_file(directory / "config.json")    # the checks of notebook 14: a FIFO, bad JSON, ...
     architecture = (config.get("architectures") or [None])[0]
     if architecture not in xlref.__all__ or not architecture.endswith(("Model", "LMHeadModel")):
         raise ValueError(f"{directory}: compare takes a Transformer-XL or XLNet model or language model checkpoint "
